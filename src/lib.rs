@@ -1,0 +1,53 @@
+//! # sockstep — socket communication, one step at a time
+//!
+//! A blocking, std-only reference implementation of what the seed document
+//! ("소켓(Socket)") teaches: a socket is a protocol + IP address + port; a server
+//! goes `socket()` → `bind()` → `listen()` → `accept()`; a client goes
+//! `socket()` → `connect()` and then both `read()` and `write()`.
+//!
+//! Read it in this order:
+//!
+//! - [`endpoint`] — a socket's identity: protocol + IP + port ([`Endpoint`]).
+//! - [`step`] — the lifecycle vocabulary: [`Side`] and [`Step`], numbered as in the seed.
+//! - [`error`] — one [`Error`]: which step, which endpoint, what the OS said, a hint.
+//! - [`trace`] — an [`Event`](trace::Event) per step, printed for people or recorded for tests.
+//! - [`tcp`] — the stream socket: [`tcp::server`] (socket → bind → listen → accept,
+//!   then thread-per-connection serving), [`tcp::client`] (socket → connect → read/write
+//!   → shutdown/close), [`tcp::connection`] (the connected socket both sides hold),
+//!   [`tcp::handlers`] (echo, sink, recorder) and [`tcp::framing`] (messages on a byte stream).
+//! - [`walk`] — the step-by-step walkthroughs behind `sockstep walk …`.
+//!
+//! ```
+//! use sockstep::tcp::{client, server};
+//! use sockstep::trace::Trace;
+//! use std::io::{Read, Write};
+//! use std::time::Duration;
+//!
+//! let trace = Trace::off();
+//! let listening = server::socket("127.0.0.1:0".parse().unwrap(), &trace).bind()?.listen(8);
+//! let mut conn = client::socket(listening.local_addr(), &trace).connect(Duration::from_secs(5))?;
+//! let mut accepted = listening.accept()?;
+//! conn.write_all(b"hello")?;
+//! let mut buf = [0; 5];
+//! accepted.read_exact(&mut buf)?;
+//! assert_eq!(&buf, b"hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod endpoint;
+pub mod error;
+pub mod step;
+pub mod tcp;
+pub mod trace;
+pub mod walk;
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+pub use endpoint::{Endpoint, Host, Protocol};
+pub use error::{Error, ErrorKind};
+pub use step::{Side, Step};

@@ -1,0 +1,602 @@
+//! Serving: after `listen()`, a real server accepts in a loop and gives every
+//! connection a thread of its own.
+//!
+//! The seed stops at `accept()`. A server that only accepted one client would be
+//! useless, so [`Listening::serve`] runs the loop every server runs, and makes
+//! its limits explicit:
+//!
+//! - **At most `max_connections` are served at once**, one thread each. Threads
+//!   are started on demand, not kept in a pool, so idle servers hold none; a
+//!   thread that finishes its connection takes the next waiting one before it
+//!   exits. The ceiling exists because a process that starts too many threads
+//!   does not get an error — it aborts (about 16,000 here; see `docs/tcp.md`).
+//! - **Up to `backlog` more wait**, accepted, in arrival order: this is the
+//!   waiting room (연결 대기열) that the seed's `listen()` decides the size of.
+//! - **Beyond that, a client is refused**: it reads one line saying why, then end
+//!   of stream. Refusals are counted; nobody is dropped in silence.
+//! - **Timeouts** on every connection, so a silent or slow client cannot hold a
+//!   thread forever.
+//! - **A panicking handler** is caught and counted; everyone else is still served.
+//! - **Shutdown** ([`Server::shutdown`], or dropping the [`Server`]) stops
+//!   accepting, refuses whoever is still in the kernel's queue, lets connections
+//!   in flight finish until a grace deadline, then cuts the rest off, and joins
+//!   every thread it started.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::endpoint::Protocol;
+use crate::error::{Error, ErrorKind};
+use crate::step::{Side, Step};
+use crate::tcp::connection::{Connection, Timeouts};
+use crate::tcp::handlers::Handler;
+use crate::tcp::server::Listening;
+use crate::trace::{Event, Trace};
+
+/// The most connections one server may serve at once. Past roughly 16,000
+/// threads a Linux process here cannot map another thread's signal stack and
+/// std aborts the whole process instead of returning an error; 10,000 leaves
+/// room for everything else the process runs.
+pub const MAX_CONNECTIONS_CEILING: usize = 10_000;
+
+/// The largest waiting room. Each waiting client holds a file descriptor, and a
+/// process here may open 20,000 at most, shared with the served connections.
+pub const BACKLOG_CEILING: usize = 4_096;
+
+/// How a [`Server`] runs its connections.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Connections served at once, one thread each (1 ..= [`MAX_CONNECTIONS_CEILING`]).
+    pub max_connections: usize,
+    /// Read and write timeouts applied to every accepted connection.
+    pub timeouts: Timeouts,
+    /// The longest any one connection may last, however active; `None` for no limit.
+    pub max_lifetime: Option<Duration>,
+    /// How long [`Server::shutdown`] lets connections in flight finish before it
+    /// cuts them off.
+    pub grace: Duration,
+    /// Stack size of each connection thread; `None` for std's default (2 MiB of
+    /// address space, of which only the touched pages cost memory).
+    pub stack_size: Option<usize>,
+    /// Turn Nagle's algorithm off on every connection (request/response traffic).
+    pub nodelay: bool,
+}
+
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig {
+            max_connections: 256,
+            timeouts: Timeouts::default(),
+            max_lifetime: None,
+            grace: Duration::from_secs(5),
+            stack_size: None,
+            nodelay: true,
+        }
+    }
+}
+
+/// What a server did, counted. A snapshot; see [`Server::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections taken from the kernel by `accept()` (not counting refusals at shutdown).
+    pub accepted: u64,
+    /// Connections whose handler returned `Ok`.
+    pub served: u64,
+    /// Connections turned away: waiting room full, or the server shutting down.
+    pub refused: u64,
+    /// Connections whose handler returned an error (timeouts included), plus
+    /// failed `accept()` calls.
+    pub errors: u64,
+    /// Handlers that panicked.
+    pub panics: u64,
+    /// Connection threads started.
+    pub threads_started: u64,
+    /// Connection threads joined at shutdown (or seen finished before it).
+    pub threads_joined: u64,
+    /// Connection threads still running when shutdown gave up on them (a handler
+    /// stuck outside socket I/O). 0 unless something is badly wrong.
+    pub threads_abandoned: u64,
+}
+
+/// The most recent errors a server keeps for [`Server::recent_errors`].
+const RECENT_ERRORS: usize = 32;
+
+/// A running thread-per-connection server. Dropping it shuts it down.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    grace: Duration,
+    acceptor: Option<JoinHandle<()>>,
+    stopped: Option<Stats>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: ServeConfig,
+    backlog: usize,
+    handler: Arc<dyn HandlerDyn>,
+    trace: Trace,
+    stopping: AtomicBool,
+    next_id: AtomicU64,
+    room: Mutex<Room>,
+    // Signalled whenever a connection finishes, so shutdown can wait for the last.
+    finished: Condvar,
+    counts: Mutex<Stats>,
+    errors: Mutex<VecDeque<String>>,
+    // Where the shutdown's wake-up connection comes from, so it is not counted.
+    wake_from: Mutex<Option<SocketAddr>>,
+    wake_known: Condvar,
+}
+
+// `dyn Handler` is not Debug; this wrapper lets `Shared` derive it.
+trait HandlerDyn: Handler {}
+impl<H: Handler> HandlerDyn for H {}
+impl std::fmt::Debug for dyn HandlerDyn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handler")
+    }
+}
+
+/// The waiting room and who is being served, under one lock so admission is atomic.
+#[derive(Debug, Default)]
+struct Room {
+    serving: usize,
+    waiting: VecDeque<Connection>,
+    // Streams of connections being served, so shutdown can cut them off.
+    in_flight: HashMap<u64, Arc<TcpStream>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Listening {
+    /// Runs the server: accepts in a background thread and serves each connection
+    /// on a thread of its own with `handler`, within the limits of `config` and the
+    /// waiting room set by [`listen`](crate::tcp::server::Bound::listen). Returns at once.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when `max_connections` or the backlog is out of
+    /// range; the OS error when the accept thread cannot be started.
+    pub fn serve(self, config: ServeConfig, handler: impl Handler) -> Result<Server, Error> {
+        let invalid = |why: String| Err(Error::new(Step::Serve, ErrorKind::InvalidInput(why)).at(self.local_endpoint()));
+        if !(1..=MAX_CONNECTIONS_CEILING).contains(&config.max_connections) {
+            return invalid(format!(
+                "max_connections must be 1..={MAX_CONNECTIONS_CEILING}, not {}",
+                config.max_connections
+            ));
+        }
+        if self.backlog > BACKLOG_CEILING {
+            return invalid(format!("backlog must be at most {BACKLOG_CEILING}, not {}", self.backlog));
+        }
+        let local = self.local;
+        let grace = config.grace;
+        let shared = Arc::new(Shared {
+            config,
+            backlog: self.backlog,
+            handler: Arc::new(handler),
+            trace: self.trace.clone(),
+            stopping: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            room: Mutex::new(Room::default()),
+            finished: Condvar::new(),
+            counts: Mutex::new(Stats::default()),
+            errors: Mutex::new(VecDeque::new()),
+            wake_from: Mutex::new(None),
+            wake_known: Condvar::new(),
+        });
+        let acceptor = {
+            let shared = shared.clone();
+            thread::Builder::new()
+                .name(format!("sockstep-accept-{}", local.port()))
+                .spawn(move || accept_loop(&shared, self))
+                .map_err(|e| Error::io(Step::Serve, e))?
+        };
+        Ok(Server {
+            shared,
+            local,
+            grace,
+            acceptor: Some(acceptor),
+            stopped: None,
+        })
+    }
+}
+
+/// Accepts until shutdown, admitting each connection to a thread, the waiting
+/// room, or a refusal.
+fn accept_loop(shared: &Arc<Shared>, listening: Listening) {
+    let mut backoff = Duration::ZERO;
+    while !shared.stopping.load(Ordering::SeqCst) {
+        match listening.accept() {
+            Ok(conn) if shared.stopping.load(Ordering::SeqCst) => {
+                refuse_unless_wake(shared, conn);
+                break;
+            }
+            Ok(conn) => {
+                backoff = Duration::ZERO;
+                shared.count(|s| s.accepted += 1);
+                admit(shared, conn);
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS, ECONNABORTED…: the listener still works.
+                // Wait a little so a lasting shortage is not a busy loop, as
+                // mini-redis does, and keep serving whoever is already in.
+                shared.record_error(&e);
+                backoff = (backoff * 2).clamp(Duration::from_millis(1), Duration::from_secs(1));
+                thread::sleep(backoff);
+            }
+        }
+    }
+    drain_kernel_queue(shared, &listening.listener);
+}
+
+/// Gives `conn` a thread if one is free, a place in the waiting room if not, or a refusal.
+fn admit(shared: &Arc<Shared>, conn: Connection) {
+    let mut room = shared.room();
+    if room.serving < shared.config.max_connections {
+        room.serving += 1;
+        reap_finished_threads(shared, &mut room);
+        let spawned = spawn_worker(shared, conn);
+        match spawned {
+            Ok(handle) => {
+                room.threads.push(handle);
+                drop(room);
+                shared.count(|s| s.threads_started += 1);
+            }
+            Err(failure) => {
+                room.serving -= 1;
+                drop(room);
+                let (conn, e) = *failure;
+                shared.record_error(&e);
+                if let Some(conn) = conn {
+                    refuse(shared, conn, "the server cannot start a thread for you");
+                }
+            }
+        }
+    } else if room.waiting.len() < shared.backlog {
+        room.waiting.push_back(conn);
+    } else {
+        let reason = format!(
+            "server busy: {} connections served, {} waiting; try again later",
+            room.serving,
+            room.waiting.len()
+        );
+        drop(room);
+        refuse(shared, conn, &reason);
+    }
+}
+
+/// Joins threads that already finished, so their stacks are released while the
+/// server runs; done only now and then because it walks the whole list.
+fn reap_finished_threads(shared: &Shared, room: &mut Room) {
+    if room.threads.len() < 2 * room.serving.max(32) {
+        return;
+    }
+    let (finished, running): (Vec<_>, Vec<_>) = room.threads.drain(..).partition(|t| t.is_finished());
+    room.threads = running;
+    let joined = finished.into_iter().map(JoinHandle::join).count() as u64;
+    shared.count(|s| s.threads_joined += joined);
+}
+
+/// A thread that would not start: the OS error, and the connection it was for
+/// (always there, since the thread never ran to take it).
+type SpawnFailure = Box<(Option<Connection>, io::Error)>;
+
+/// Starts a thread for `conn`, one of the `max_connections`.
+fn spawn_worker(shared: &Arc<Shared>, conn: Connection) -> Result<JoinHandle<()>, SpawnFailure> {
+    let mut builder = thread::Builder::new().name(format!("sockstep-conn-{}", conn.peer_addr()));
+    if let Some(size) = shared.config.stack_size {
+        builder = builder.stack_size(size);
+    }
+    let me = shared.clone();
+    // The connection goes into a slot the thread takes it from, so that if the
+    // thread cannot start we still hold the connection and can refuse it properly.
+    let slot = Arc::new(Mutex::new(Some(conn)));
+    let for_thread = slot.clone();
+    builder
+        .spawn(move || {
+            let first = for_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(conn) = first {
+                serve_until_room_is_empty(&me, conn);
+            }
+        })
+        .map_err(|e| Box::new((slot.lock().unwrap_or_else(PoisonError::into_inner).take(), e)))
+}
+
+/// A connection thread's life: serve one connection, then the oldest waiting
+/// one, until nobody waits.
+fn serve_until_room_is_empty(shared: &Arc<Shared>, first: Connection) {
+    let mut next = Some(first);
+    while let Some(conn) = next {
+        serve_one(shared, conn);
+        let mut room = shared.room();
+        next = room.waiting.pop_front();
+        if next.is_none() {
+            room.serving -= 1;
+            drop(room);
+            shared.finished.notify_all();
+        }
+    }
+}
+
+fn serve_one(shared: &Shared, mut conn: Connection) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let setup = conn.set_timeouts(shared.config.timeouts).and_then(|()| {
+        conn.set_deadline(shared.config.max_lifetime.map(|d| Instant::now() + d));
+        if shared.config.nodelay { conn.set_nodelay(true) } else { Ok(()) }
+    });
+    if let Err(e) = setup {
+        shared.record_error(&e);
+        return;
+    }
+    shared.room().in_flight.insert(id, conn.shared_stream());
+    // Shutdown may have begun while this connection waited; it still gets served
+    // (it was accepted), but within the grace period like everyone else.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| shared.handler.handle(&mut conn)));
+    shared.room().in_flight.remove(&id);
+    match outcome {
+        Ok(Ok(())) => shared.count(|s| s.served += 1),
+        Ok(Err(e)) => {
+            shared.trace.emit(|| {
+                Event::new(Side::Server, Step::Serve, Protocol::Tcp)
+                    .local(conn.local_addr())
+                    .peer(conn.peer_addr())
+                    .detail(format!("handler ended with an error: {}", e.summary()))
+            });
+            shared.record_error(&e);
+        }
+        Err(payload) => {
+            let message = panic_message(&payload);
+            let e = Error::new(Step::Serve, ErrorKind::HandlerPanicked(message)).at(conn.peer_endpoint());
+            shared.count(|s| s.panics += 1);
+            shared.remember(e.to_string());
+        }
+    }
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
+/// The prefix of every refusal line, so clients and tests can recognise one.
+pub const REFUSAL_PREFIX: &str = "sockstep: refused: ";
+
+/// Tells the client why, closes, and counts. Never blocks the accept loop for long.
+fn refuse(shared: &Shared, conn: Connection, reason: &str) {
+    shared.count(|s| s.refused += 1);
+    shared.trace.emit(|| {
+        Event::new(Side::Server, Step::Refuse, Protocol::Tcp)
+            .local(conn.local_addr())
+            .peer(conn.peer_addr())
+            .detail(reason.to_string())
+    });
+    let stream = conn.stream();
+    // A fresh connection's send buffer is empty, so this write cannot block in
+    // practice; the timeout makes sure of it.
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = (&*stream).write_all(format!("{REFUSAL_PREFIX}{reason}\n").as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+    // Closing with unread bytes from the client makes the kernel send RST, which
+    // can destroy our reason before the client reads it. Read what already came,
+    // without waiting for more.
+    if stream.set_nonblocking(true).is_ok() {
+        let mut scratch = [0u8; 4096];
+        for _ in 0..16 {
+            match (&*stream).read(&mut scratch) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    }
+}
+
+/// After the stop: refuse, with a reason, every client the kernel had already
+/// connected but we had not accepted — they believe they are connected.
+fn drain_kernel_queue(shared: &Shared, listener: &TcpListener) {
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    // Bounded: the kernel queue holds at most 128 (+1) connections, and new ones
+    // may still arrive while we drain.
+    for _ in 0..1_024 {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                if let Ok(conn) = Connection::new(stream, Side::Server, shared.trace.clone()) {
+                    refuse_unless_wake(shared, conn);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// Refuses `conn` as "shutting down", unless it is shutdown's own wake-up call.
+fn refuse_unless_wake(shared: &Shared, conn: Connection) {
+    let wake = {
+        let guard = shared.wake_from.lock().unwrap_or_else(PoisonError::into_inner);
+        // The waker publishes its address right after its connect returns, which
+        // can be just after our accept returned; wait for it, briefly.
+        shared
+            .wake_known
+            .wait_timeout_while(guard, Duration::from_secs(1), |w| w.is_none())
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .to_owned()
+    };
+    if wake == Some(conn.peer_addr()) {
+        shared.trace.emit(|| {
+            Event::new(Side::Server, Step::Serve, Protocol::Tcp)
+                .local(conn.local_addr())
+                .peer(conn.peer_addr())
+                .detail("that was shutdown's own wake-up call; the accept loop stops")
+        });
+    } else {
+        refuse(shared, conn, "the server is shutting down");
+    }
+}
+
+impl Shared {
+    fn room(&self) -> MutexGuard<'_, Room> {
+        // Handlers run outside this lock, so a poisoned lock means a bug in this
+        // file, not in user code; the data is still consistent counters and queues.
+        self.room.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, update: impl FnOnce(&mut Stats)) {
+        update(&mut self.counts.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    fn record_error(&self, e: &dyn std::fmt::Display) {
+        self.count(|s| s.errors += 1);
+        self.remember(e.to_string());
+    }
+
+    fn remember(&self, text: String) {
+        let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+        if errors.len() == RECENT_ERRORS {
+            errors.pop_front();
+        }
+        errors.push_back(text);
+    }
+}
+
+impl Server {
+    /// The address clients connect to (with the real port if port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> Stats {
+        *self.shared.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many accepted connections are waiting for a thread right now.
+    pub fn waiting(&self) -> usize {
+        self.shared.room().waiting.len()
+    }
+
+    /// How many connections are being served right now.
+    pub fn serving(&self) -> usize {
+        self.shared.room().serving
+    }
+
+    /// The last few errors (at most 32), oldest first, as sentences.
+    pub fn recent_errors(&self) -> Vec<String> {
+        self.shared.errors.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    /// Stops the server and reports what it did.
+    ///
+    /// In order: stop accepting (a wake-up connection unblocks the accept thread);
+    /// refuse, with a reason, everyone still in the kernel's queue; let the
+    /// connections being served and those waiting finish, until the grace period
+    /// ends; then shut down the sockets of any still running (their reads see end
+    /// of stream, their writes fail) and refuse those still waiting; join every
+    /// thread. A thread stuck outside socket I/O for another grace period is left
+    /// running and counted in [`Stats::threads_abandoned`], rather than hanging
+    /// the caller.
+    pub fn shutdown(mut self) -> Stats {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Stats {
+        if let Some(stats) = self.stopped {
+            return stats;
+        }
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        self.wake_acceptor();
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let deadline = Instant::now() + self.grace;
+        if !self.wait_until_idle(deadline) {
+            let (streams, waiting) = {
+                let mut room = shared.room();
+                let streams: Vec<_> = room.in_flight.values().cloned().collect();
+                let waiting: Vec<_> = room.waiting.drain(..).collect();
+                (streams, waiting)
+            };
+            for stream in streams {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            for conn in waiting {
+                refuse(shared, conn, "the server is shutting down");
+            }
+            self.wait_until_idle(Instant::now() + self.grace);
+        }
+        let (threads, all_idle) = {
+            let mut room = shared.room();
+            (room.threads.drain(..).collect::<Vec<_>>(), room.serving == 0)
+        };
+        // With nobody served, every thread is past its last connection and about
+        // to return, so joining cannot hang; otherwise join only those finished.
+        let (done, stuck): (Vec<_>, Vec<_>) = threads.into_iter().partition(|t| all_idle || t.is_finished());
+        let joined = done.into_iter().map(JoinHandle::join).count() as u64;
+        shared.count(|s| {
+            s.threads_joined += joined;
+            s.threads_abandoned = stuck.len() as u64;
+        });
+        let stats = self.stats();
+        self.stopped = Some(stats);
+        stats
+    }
+
+    /// Connects to our own listener so the accept thread, blocked in accept(),
+    /// wakes up and sees that it must stop. std offers no other way to interrupt
+    /// a blocking accept.
+    fn wake_acceptor(&self) {
+        let mut target = self.local;
+        if target.ip().is_unspecified() {
+            target.set_ip(match target {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let from = TcpStream::connect_timeout(&target, Duration::from_secs(1))
+            .and_then(|s| s.local_addr())
+            .ok();
+        // Publish even a failure (as an address nobody has) so the acceptor stops waiting.
+        let unreachable = SocketAddr::from(([0, 0, 0, 0], 0));
+        *self.shared.wake_from.lock().unwrap_or_else(PoisonError::into_inner) = Some(from.unwrap_or(unreachable));
+        self.shared.wake_known.notify_all();
+    }
+
+    fn wait_until_idle(&self, deadline: Instant) -> bool {
+        let mut room = self.shared.room();
+        loop {
+            if room.serving == 0 && room.waiting.is_empty() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            room = self
+                .shared
+                .finished
+                .wait_timeout(room, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
