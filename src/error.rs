@@ -66,6 +66,13 @@ pub enum ErrorKind {
     },
     /// A message cannot be framed as asked (for example a newline inside a line frame).
     InvalidFrame(&'static str),
+    /// A peer sent more than a configured limit allows.
+    LimitExceeded {
+        /// What is limited, e.g. "bytes recorded per connection".
+        what: &'static str,
+        /// The limit in force.
+        limit: u64,
+    },
     /// An argument or setting is out of range.
     InvalidInput(String),
     /// A connection handler panicked; the server caught it and kept serving.
@@ -187,6 +194,9 @@ impl Error {
             (ErrorKind::InvalidFrame(_), _) => {
                 "use length-prefixed framing for messages that may contain newlines"
             }
+            (ErrorKind::LimitExceeded { .. }, _) => {
+                "the peer sent more than this limit allows; raise the limit if that is legitimate"
+            }
             (ErrorKind::InvalidInput(_), _) => "see --help for the accepted values",
             (ErrorKind::HandlerPanicked(_), _) => {
                 "a bug in the connection handler; the server kept serving the others"
@@ -219,6 +229,7 @@ impl Error {
                 format!("stream ended inside a frame after {got} bytes")
             }
             ErrorKind::InvalidFrame(why) => format!("cannot frame this message: {why}"),
+            ErrorKind::LimitExceeded { what, limit } => format!("over the limit of {limit} {what}"),
             ErrorKind::InvalidInput(why) => why.clone(),
             ErrorKind::HandlerPanicked(msg) => format!("handler panicked: {msg}"),
             ErrorKind::Os => "the OS reported an error".into(),
@@ -290,7 +301,7 @@ impl From<Error> for io::Error {
             ErrorKind::ConnectionReset => io::ErrorKind::ConnectionReset,
             ErrorKind::BrokenPipe => io::ErrorKind::BrokenPipe,
             ErrorKind::TruncatedFrame { .. } => io::ErrorKind::UnexpectedEof,
-            ErrorKind::FrameTooLarge { .. } | ErrorKind::InvalidFrame(_) => {
+            ErrorKind::FrameTooLarge { .. } | ErrorKind::InvalidFrame(_) | ErrorKind::LimitExceeded { .. } => {
                 io::ErrorKind::InvalidData
             }
             ErrorKind::BadEndpoint { .. } | ErrorKind::InvalidInput(_) => {

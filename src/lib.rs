@@ -16,6 +16,7 @@
 //!   → shutdown/close), [`tcp::connection`] (the connected socket both sides hold),
 //!   [`tcp::handlers`] (echo, sink, recorder) and [`tcp::framing`] (messages on a byte stream).
 //! - [`walk`] — the step-by-step walkthroughs behind `sockstep walk …`.
+//! - [`cli`] — the `sockstep` command line: words parsed into a [`cli::Command`], then run.
 //!
 //! ```
 //! use sockstep::tcp::{client, server};
@@ -36,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod endpoint;
 pub mod error;
 pub mod step;

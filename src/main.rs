@@ -1,4 +1,5 @@
-fn main() {
-    let r = sockstep::walk::tcp::run(&sockstep::walk::WalkOptions::default(), Box::new(std::io::stdout()));
-    if let Err(e) = r { eprintln!("{e}"); std::process::exit(1); }
+//! The `sockstep` program; everything it does is in [`sockstep::cli`].
+
+fn main() -> std::process::ExitCode {
+    sockstep::cli::run(std::env::args_os().skip(1))
 }

@@ -6,12 +6,16 @@
 //! ptrace permission), the test says SKIPPED loudly and passes.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Runs `sockstep walk tcp` under strace and returns the trace, or None (after a
 /// loud skip message) when strace cannot be used here.
 fn strace_walkthrough() -> Option<String> {
-    let dir = std::env::temp_dir().join(format!("sockstep-strace-{}", std::process::id()));
+    // Tests run in parallel: each run gets its own folder.
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("sockstep-strace-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let out = dir.join("trace.txt");
     let mut child = match Command::new("strace")

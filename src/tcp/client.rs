@@ -118,7 +118,7 @@ impl ClientSocket {
             });
             error
         })?;
-        let mut conn = Connection::new(stream, Side::Client, self.trace.clone())?;
+        let mut conn = Connection::new(stream, Side::Client, self.server, self.trace.clone())?;
         self.trace.emit(|| {
             Event::new(Side::Client, Step::Established, Protocol::Tcp)
                 .local(conn.local_addr())

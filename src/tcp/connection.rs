@@ -76,9 +76,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Wraps a stream std just connected or accepted.
-    pub(crate) fn new(stream: TcpStream, side: Side, trace: Trace) -> Result<Connection, Error> {
-        let peer = stream.peer_addr().map_err(|e| Error::io(Step::Accept, e))?;
+    /// Wraps a stream std just connected to or accepted from `peer`.
+    pub(crate) fn new(stream: TcpStream, side: Side, peer: SocketAddr, trace: Trace) -> Result<Connection, Error> {
         let local = stream
             .local_addr()
             .map_err(|e| Error::io(Step::Accept, e).at(Endpoint::from_addr(Protocol::Tcp, peer)))?;
@@ -120,6 +119,33 @@ impl Connection {
 
     pub(crate) fn shared_stream(&self) -> Arc<TcpStream> {
         self.stream.clone()
+    }
+
+    /// A second handle on the same socket, so one thread can read while another
+    /// writes — TCP is two-way, and a blocking read would otherwise stop this side
+    /// from writing until something arrives.
+    ///
+    /// Underneath: dup(2) (fcntl F_DUPFD_CLOEXEC). Both handles share the socket,
+    /// its options and its timeouts; dropping one closes only its descriptor, and
+    /// the connection ends when the last is closed. To tell the peer "no more from
+    /// me" while the other handle still reads, use [`shutdown_write`](Connection::shutdown_write).
+    ///
+    /// # Errors
+    /// The OS error, for example EMFILE when the process is out of descriptors.
+    pub fn try_clone(&self) -> Result<Connection, Error> {
+        let stream = self
+            .stream
+            .try_clone()
+            .map_err(|e| self.io_error(Step::Socket, e))?;
+        Ok(Connection {
+            stream: Arc::new(stream),
+            side: self.side,
+            local: self.local,
+            peer: self.peer,
+            read_timeout: self.read_timeout,
+            deadline: self.deadline,
+            trace: self.trace.clone(),
+        })
     }
 
     /// Sets both timeouts (setsockopt SO_RCVTIMEO and SO_SNDTIMEO).

@@ -321,10 +321,13 @@ impl<R: Read> FrameReader<R> {
     /// Returns how many bytes arrived; 0 means the stream has ended.
     fn fill(&mut self) -> Result<usize, Error> {
         // Drop the frames already handed out. What moves is only the unfinished
-        // frame: we read only when the pending bytes hold no whole frame.
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
+        // frame (we read only when the pending bytes hold no whole frame), and it
+        // moves once per frame, not once per read.
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
         self.make_room();
 
         let room = &mut self.buf[self.end..self.end + READ_CHUNK];

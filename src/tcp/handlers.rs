@@ -103,15 +103,36 @@ pub struct Recording {
 /// assert_eq!(got[0].bytes, b"hello");
 /// # Ok::<(), sockstep::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Recorder {
     shared: Arc<(Mutex<Vec<Recording>>, Condvar)>,
+    limit: usize,
+}
+
+/// The most a [`Recorder`] keeps of one connection unless told otherwise: 64 MiB,
+/// far more than a test sends, and a bound on what a runaway peer can make us hold.
+pub const DEFAULT_RECORD_LIMIT: usize = 64 << 20;
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder {
+            shared: Arc::default(),
+            limit: DEFAULT_RECORD_LIMIT,
+        }
+    }
 }
 
 impl Recorder {
     /// An empty recorder.
     pub fn new() -> Recorder {
         Recorder::default()
+    }
+
+    /// Keeps at most `limit` bytes per connection; a connection that sends more
+    /// ends with [`ErrorKind::LimitExceeded`] (what came before stays recorded).
+    pub fn with_limit(mut self, limit: usize) -> Recorder {
+        self.limit = limit;
+        self
     }
 
     /// Every recording so far.
@@ -163,7 +184,21 @@ impl Handler for Recorder {
         let result = loop {
             match conn.read(&mut buf) {
                 Ok(0) => break Ok(()),
-                Ok(n) => self.lock()[index].bytes.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    let mut recordings = self.lock();
+                    let bytes = &mut recordings[index].bytes;
+                    if bytes.len() + n > self.limit {
+                        break Err(Error::new(
+                            Step::Read,
+                            ErrorKind::LimitExceeded {
+                                what: "bytes recorded per connection",
+                                limit: self.limit as u64,
+                            },
+                        )
+                        .at(conn.peer_endpoint()));
+                    }
+                    bytes.extend_from_slice(&buf[..n]);
+                }
                 Err(e) => break Err(e),
             }
         };

@@ -24,9 +24,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -86,15 +86,19 @@ impl Default for ServeConfig {
 pub struct Stats {
     /// Connections taken from the kernel by `accept()` (not counting refusals at shutdown).
     pub accepted: u64,
-    /// Connections whose handler returned `Ok`.
+    /// Connections whose handler returned `Ok` (and were not cut off).
     pub served: u64,
     /// Connections turned away: waiting room full, or the server shutting down.
     pub refused: u64,
-    /// Connections whose handler returned an error (timeouts included), plus
-    /// failed `accept()` calls.
+    /// Connections whose handler returned an error (timeouts included) and were
+    /// not cut off, plus failed `accept()` calls.
     pub errors: u64,
     /// Handlers that panicked.
     pub panics: u64,
+    /// Connections still being served when the grace period ran out, whose
+    /// sockets shutdown then shut down (their handlers saw end of stream). Not
+    /// also counted as served or as errors.
+    pub cut_off: u64,
     /// Connection threads started.
     pub threads_started: u64,
     /// Connection threads joined at shutdown (or seen finished before it).
@@ -103,6 +107,9 @@ pub struct Stats {
     /// stuck outside socket I/O). 0 unless something is badly wrong.
     pub threads_abandoned: u64,
 }
+
+/// How many times shutdown tries to wake the accept thread before giving up on it.
+const WAKE_ATTEMPTS: usize = 5;
 
 /// The most recent errors a server keeps for [`Server::recent_errors`].
 const RECENT_ERRORS: usize = 32;
@@ -124,7 +131,6 @@ struct Shared {
     handler: Arc<dyn HandlerDyn>,
     trace: Trace,
     stopping: AtomicBool,
-    next_id: AtomicU64,
     room: Mutex<Room>,
     // Signalled whenever a connection finishes, so shutdown can wait for the last.
     finished: Condvar,
@@ -149,9 +155,25 @@ impl std::fmt::Debug for dyn HandlerDyn {
 struct Room {
     serving: usize,
     waiting: VecDeque<Connection>,
-    // Streams of connections being served, so shutdown can cut them off.
+    // Streams of connections given a thread, so shutdown can cut them off. A
+    // connection enters here in the same critical section that takes it off the
+    // waiting room (or admits it straight to a thread), so at every instant each
+    // admitted connection is in exactly one of `waiting` and `in_flight`.
     in_flight: HashMap<u64, Arc<TcpStream>>,
+    next_id: u64,
+    // Set when the grace period ran out and the connections in flight were cut off.
+    cutting: bool,
     threads: Vec<JoinHandle<()>>,
+}
+
+impl Room {
+    /// Moves `conn` into the set being served, and returns its key there.
+    fn enter(&mut self, conn: &Connection) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.in_flight.insert(id, conn.shared_stream());
+        id
+    }
 }
 
 impl Listening {
@@ -181,7 +203,6 @@ impl Listening {
             handler: Arc::new(handler),
             trace: self.trace.clone(),
             stopping: AtomicBool::new(false),
-            next_id: AtomicU64::new(0),
             room: Mutex::new(Room::default()),
             finished: Condvar::new(),
             counts: Mutex::new(Stats::default()),
@@ -221,17 +242,23 @@ fn accept_loop(shared: &Arc<Shared>, listening: Listening) {
                 shared.count(|s| s.accepted += 1);
                 admit(shared, conn);
             }
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset) => {
+                // That one client gave up between its handshake and our accept;
+                // nothing is wrong with the listener.
+                shared.record_error(&e);
+            }
             Err(e) => {
-                // EMFILE, ENFILE, ENOBUFS, ECONNABORTED…: the listener still works.
-                // Wait a little so a lasting shortage is not a busy loop, as
-                // mini-redis does, and keep serving whoever is already in.
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener still works but the
+                // process or the kernel is short of something. Wait a little so a
+                // lasting shortage is not a busy loop, as mini-redis does, and keep
+                // serving whoever is already in.
                 shared.record_error(&e);
                 backoff = (backoff * 2).clamp(Duration::from_millis(1), Duration::from_secs(1));
                 thread::sleep(backoff);
             }
         }
     }
-    drain_kernel_queue(shared, &listening.listener);
+    drain_kernel_queue(shared, &listening);
 }
 
 /// Gives `conn` a thread if one is free, a place in the waiting room if not, or a refusal.
@@ -239,8 +266,9 @@ fn admit(shared: &Arc<Shared>, conn: Connection) {
     let mut room = shared.room();
     if room.serving < shared.config.max_connections {
         room.serving += 1;
+        let id = room.enter(&conn);
         reap_finished_threads(shared, &mut room);
-        let spawned = spawn_worker(shared, conn);
+        let spawned = spawn_worker(shared, id, conn);
         match spawned {
             Ok(handle) => {
                 room.threads.push(handle);
@@ -249,6 +277,7 @@ fn admit(shared: &Arc<Shared>, conn: Connection) {
             }
             Err(failure) => {
                 room.serving -= 1;
+                room.in_flight.remove(&id);
                 drop(room);
                 let (conn, e) = *failure;
                 shared.record_error(&e);
@@ -287,7 +316,7 @@ fn reap_finished_threads(shared: &Shared, room: &mut Room) {
 type SpawnFailure = Box<(Option<Connection>, io::Error)>;
 
 /// Starts a thread for `conn`, one of the `max_connections`.
-fn spawn_worker(shared: &Arc<Shared>, conn: Connection) -> Result<JoinHandle<()>, SpawnFailure> {
+fn spawn_worker(shared: &Arc<Shared>, id: u64, conn: Connection) -> Result<JoinHandle<()>, SpawnFailure> {
     let mut builder = thread::Builder::new().name(format!("sockstep-conn-{}", conn.peer_addr()));
     if let Some(size) = shared.config.stack_size {
         builder = builder.stack_size(size);
@@ -301,7 +330,7 @@ fn spawn_worker(shared: &Arc<Shared>, conn: Connection) -> Result<JoinHandle<()>
         .spawn(move || {
             let first = for_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
             if let Some(conn) = first {
-                serve_until_room_is_empty(&me, conn);
+                serve_until_room_is_empty(&me, id, conn);
             }
         })
         .map_err(|e| Box::new((slot.lock().unwrap_or_else(PoisonError::into_inner).take(), e)))
@@ -309,12 +338,12 @@ fn spawn_worker(shared: &Arc<Shared>, conn: Connection) -> Result<JoinHandle<()>
 
 /// A connection thread's life: serve one connection, then the oldest waiting
 /// one, until nobody waits.
-fn serve_until_room_is_empty(shared: &Arc<Shared>, first: Connection) {
-    let mut next = Some(first);
-    while let Some(conn) = next {
-        serve_one(shared, conn);
+fn serve_until_room_is_empty(shared: &Arc<Shared>, id: u64, first: Connection) {
+    let mut next = Some((id, first));
+    while let Some((id, conn)) = next {
+        serve_one(shared, id, conn);
         let mut room = shared.room();
-        next = room.waiting.pop_front();
+        next = room.waiting.pop_front().map(|conn| (room.enter(&conn), conn));
         if next.is_none() {
             room.serving -= 1;
             drop(room);
@@ -323,22 +352,32 @@ fn serve_until_room_is_empty(shared: &Arc<Shared>, first: Connection) {
     }
 }
 
-fn serve_one(shared: &Shared, mut conn: Connection) {
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+/// Runs the handler on one connection, already entered in the room as `id`.
+fn serve_one(shared: &Shared, id: u64, mut conn: Connection) {
     let setup = conn.set_timeouts(shared.config.timeouts).and_then(|()| {
         conn.set_deadline(shared.config.max_lifetime.map(|d| Instant::now() + d));
         if shared.config.nodelay { conn.set_nodelay(true) } else { Ok(()) }
     });
-    if let Err(e) = setup {
-        shared.record_error(&e);
-        return;
-    }
-    shared.room().in_flight.insert(id, conn.shared_stream());
     // Shutdown may have begun while this connection waited; it still gets served
     // (it was accepted), but within the grace period like everyone else.
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| shared.handler.handle(&mut conn)));
-    shared.room().in_flight.remove(&id);
+    let outcome = match setup {
+        Ok(()) => panic::catch_unwind(AssertUnwindSafe(|| shared.handler.handle(&mut conn))),
+        Err(e) => Ok(Err(e)),
+    };
+    let was_cut_off = {
+        let mut room = shared.room();
+        room.in_flight.remove(&id);
+        room.cutting
+    };
     match outcome {
+        Err(payload) => {
+            let message = panic_message(&payload);
+            let e = Error::new(Step::Serve, ErrorKind::HandlerPanicked(message)).at(conn.peer_endpoint());
+            shared.count(|s| s.panics += 1);
+            shared.remember(e.to_string());
+        }
+        // Counted once, in `cut_off`, however the handler took the cut.
+        Ok(_) if was_cut_off => {}
         Ok(Ok(())) => shared.count(|s| s.served += 1),
         Ok(Err(e)) => {
             shared.trace.emit(|| {
@@ -348,12 +387,6 @@ fn serve_one(shared: &Shared, mut conn: Connection) {
                     .detail(format!("handler ended with an error: {}", e.summary()))
             });
             shared.record_error(&e);
-        }
-        Err(payload) => {
-            let message = panic_message(&payload);
-            let e = Error::new(Step::Serve, ErrorKind::HandlerPanicked(message)).at(conn.peer_endpoint());
-            shared.count(|s| s.panics += 1);
-            shared.remember(e.to_string());
         }
     }
 }
@@ -402,22 +435,27 @@ fn refuse(shared: &Shared, conn: Connection, reason: &str) {
 
 /// After the stop: refuse, with a reason, every client the kernel had already
 /// connected but we had not accepted — they believe they are connected.
-fn drain_kernel_queue(shared: &Shared, listener: &TcpListener) {
-    if listener.set_nonblocking(true).is_err() {
+fn drain_kernel_queue(shared: &Shared, listening: &Listening) {
+    if listening.listener.set_nonblocking(true).is_err() {
         return;
     }
     // Bounded: the kernel queue holds at most 128 (+1) connections, and new ones
-    // may still arrive while we drain.
+    // may still arrive while we drain. A client that arrives after the last
+    // accept here is reset by the kernel when the listener closes; std cannot
+    // close a listener's queue any more gently.
     for _ in 0..1_024 {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = stream.set_nonblocking(false);
-                if let Ok(conn) = Connection::new(stream, Side::Server, shared.trace.clone()) {
-                    refuse_unless_wake(shared, conn);
-                }
+        match listening.accept() {
+            Ok(conn) => {
+                let _ = conn.stream().set_nonblocking(false);
+                refuse_unless_wake(shared, conn);
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::WouldBlock) => break,
+            // That client already gave up; the next may not have.
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset) => continue,
+            Err(e) => {
+                shared.record_error(&e);
+                break;
+            }
         }
     }
 }
@@ -516,27 +554,28 @@ impl Server {
         if let Some(stats) = self.stopped {
             return stats;
         }
-        let shared = &self.shared;
+        let shared = self.shared.clone();
         shared.stopping.store(true, Ordering::SeqCst);
-        self.wake_acceptor();
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
+        self.stop_acceptor();
         let deadline = Instant::now() + self.grace;
         if !self.wait_until_idle(deadline) {
             let (streams, waiting) = {
                 let mut room = shared.room();
+                room.cutting = true;
                 let streams: Vec<_> = room.in_flight.values().cloned().collect();
                 let waiting: Vec<_> = room.waiting.drain(..).collect();
                 (streams, waiting)
             };
+            shared.count(|s| s.cut_off += streams.len() as u64);
             for stream in streams {
                 let _ = stream.shutdown(Shutdown::Both);
             }
             for conn in waiting {
-                refuse(shared, conn, "the server is shutting down");
+                refuse(&shared, conn, "the server is shutting down");
             }
-            self.wait_until_idle(Instant::now() + self.grace);
+            // A cut-off thread only has to notice and return; a floor on this wait
+            // keeps a loaded machine from making a slow thread look stuck.
+            self.wait_until_idle(Instant::now() + self.grace.max(Duration::from_secs(1)));
         }
         let (threads, all_idle) = {
             let mut room = shared.room();
@@ -548,11 +587,32 @@ impl Server {
         let joined = done.into_iter().map(JoinHandle::join).count() as u64;
         shared.count(|s| {
             s.threads_joined += joined;
-            s.threads_abandoned = stuck.len() as u64;
+            s.threads_abandoned += stuck.len() as u64;
         });
         let stats = self.stats();
         self.stopped = Some(stats);
         stats
+    }
+
+    /// Wakes the accept thread and joins it. If it does not finish (a wake-up that
+    /// could not connect), try again a few times, then leave it rather than hang.
+    fn stop_acceptor(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        for _ in 0..WAKE_ATTEMPTS {
+            self.wake_acceptor();
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !acceptor.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+            if acceptor.is_finished() {
+                let _ = acceptor.join();
+                return;
+            }
+        }
+        self.shared.count(|s| s.threads_abandoned += 1);
+        self.shared.remember("the accept thread did not stop; it was left running".into());
     }
 
     /// Connects to our own listener so the accept thread, blocked in accept(),

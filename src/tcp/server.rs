@@ -236,6 +236,6 @@ impl Listening {
                 .peer(peer)
                 .detail("a new socket for this client")
         });
-        Connection::new(stream, Side::Server, self.trace.clone())
+        Connection::new(stream, Side::Server, peer, self.trace.clone())
     }
 }

@@ -1,0 +1,386 @@
+//! The command-line parser: positionals, switches (`--trace`) and options with a
+//! value (`--backlog 8` or `--backlog=8`), checked against what a verb accepts.
+//!
+//! It does only what sockstep's verbs need, so it stays readable: no short
+//! flags except `-h`, no bundling, no `--` terminator, no repeated flags. A verb
+//! describes itself with a [`Spec`]; [`parse`] either returns every argument
+//! sorted into place or a [`Usage`] error naming the first thing that is wrong.
+//! Turning a value into a number is a second, separate step
+//! ([`Parsed::count`], [`Parsed::seconds`]), so every range check says which
+//! flag it was and what range it wanted.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// What one verb accepts.
+#[derive(Debug)]
+pub struct Spec {
+    /// The command as typed, for messages: `"sockstep tcp listen"`.
+    pub command: &'static str,
+    /// The names of the required positionals, in order: `&["ADDR"]`.
+    pub positionals: &'static [&'static str],
+    /// Flags that stand alone: `"--trace"`.
+    pub switches: &'static [&'static str],
+    /// Flags that take a value, with the value's name for messages: `("--backlog", "N")`.
+    pub options: &'static [(&'static str, &'static str)],
+}
+
+/// A command line the parser did not accept: which command, and what was wrong.
+///
+/// Its `Display` is the two lines sockstep prints on standard error: the
+/// problem, then where to read the usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// The command whose usage applies, e.g. `"sockstep tcp listen"`.
+    pub command: &'static str,
+    /// What was wrong, as one line.
+    pub message: String,
+}
+
+impl Usage {
+    /// A usage error for `command`.
+    pub fn new(command: &'static str, message: impl Into<String>) -> Usage {
+        Usage {
+            command,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}\ntry '{} --help'",
+            self.command, self.message, self.command
+        )
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The arguments of one verb, sorted: positionals in order, flags by name.
+#[derive(Debug)]
+pub struct Parsed {
+    command: &'static str,
+    /// `--help` or `-h` appeared; nothing else was checked.
+    pub help: bool,
+    positionals: Vec<String>,
+    flags: Vec<(&'static str, Option<String>)>,
+}
+
+/// The longest number of seconds any flag accepts: one year. Deadlines are
+/// `Instant::now() + SECS`, and std panics if that overflows; a year is far
+/// beyond any wait a person means.
+pub const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
+
+/// Sorts `args` (the words after the verb) according to `spec`.
+///
+/// # Errors
+/// A [`Usage`] error for an unknown flag, a flag given twice, an option without
+/// its value, a switch given a value, a positional too many or one missing.
+pub fn parse(spec: &Spec, args: &[String]) -> Result<Parsed, Usage> {
+    let mut parsed = Parsed {
+        command: spec.command,
+        help: false,
+        positionals: Vec::new(),
+        flags: Vec::new(),
+    };
+    // Help wins over everything else on the line, so `--help` always works,
+    // even after a typo.
+    if args.iter().any(|a| is_help(a)) {
+        parsed.help = true;
+        return Ok(parsed);
+    }
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if !word.starts_with('-') || word == "-" {
+            if parsed.positionals.len() == spec.positionals.len() {
+                return Err(parsed.extra_positional(spec, word));
+            }
+            parsed.positionals.push(word.clone());
+            continue;
+        }
+        let (name, inline) = match word.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (word.as_str(), None),
+        };
+        let (flag, value) = if let Some(&switch) = spec.switches.iter().find(|s| **s == name) {
+            if inline.is_some() {
+                return Err(parsed.error(format!("{switch} takes no value")));
+            }
+            (switch, None)
+        } else if let Some(&(option, metavar)) = spec.options.iter().find(|(o, _)| *o == name) {
+            let value = match inline {
+                Some(v) => Some(v),
+                // A flag where the value should be means the value was forgotten.
+                None => words
+                    .next()
+                    .map(String::as_str)
+                    .filter(|v| !v.starts_with("--")),
+            };
+            match value {
+                Some(v) if !v.is_empty() => (option, Some(v.to_string())),
+                _ => {
+                    return Err(
+                        parsed.error(format!("{option} needs a value ({option} {metavar})"))
+                    );
+                }
+            }
+        } else {
+            return Err(parsed.error(format!("unknown option '{name}'")));
+        };
+        if parsed.flags.iter().any(|(f, _)| *f == flag) {
+            return Err(parsed.error(format!("{flag} is given twice")));
+        }
+        parsed.flags.push((flag, value));
+    }
+    if let Some(missing) = spec.positionals.get(parsed.positionals.len()) {
+        return Err(parsed.error(format!("missing {missing}")));
+    }
+    Ok(parsed)
+}
+
+/// Whether `word` asks for help.
+pub fn is_help(word: &str) -> bool {
+    word == "--help" || word == "-h"
+}
+
+impl Parsed {
+    /// The `index`th positional. [`parse`] made sure every one the spec names is there.
+    pub fn positional(&self, index: usize) -> &str {
+        &self.positionals[index]
+    }
+
+    /// Whether the switch `name` was given.
+    pub fn switch(&self, name: &str) -> bool {
+        self.flags.iter().any(|(f, _)| *f == name)
+    }
+
+    /// The value of option `name`, if it was given.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .find(|(f, _)| *f == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    /// Option `name` as a whole number in `range`, or `default` when not given.
+    ///
+    /// # Errors
+    /// A [`Usage`] error naming the flag and the range when the value is not a
+    /// whole number or is outside `range`.
+    pub fn count(
+        &self,
+        name: &str,
+        range: RangeInclusive<usize>,
+        default: usize,
+    ) -> Result<usize, Usage> {
+        let Some(text) = self.value(name) else {
+            return Ok(default);
+        };
+        match text.parse::<usize>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(self.error(format!(
+                "{name} must be a whole number from {} to {}, not '{text}'",
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
+    /// Option `name` as a number of seconds (`30`, `0.5`) above zero and at most
+    /// [`MAX_SECONDS`], or `None` when not given.
+    ///
+    /// # Errors
+    /// A [`Usage`] error naming the flag and the range when the value is not a
+    /// plain decimal number, is zero, or is too large.
+    pub fn seconds(&self, name: &str) -> Result<Option<Duration>, Usage> {
+        let Some(text) = self.value(name) else {
+            return Ok(None);
+        };
+        // Plain decimals only: f64's parser would also take "inf", "NaN" and "1e3".
+        let plain = text.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && text.chars().filter(|&c| c == '.').count() <= 1
+            && text.chars().any(|c| c.is_ascii_digit());
+        let seconds = text.parse::<f64>().ok().filter(|_| plain);
+        match seconds {
+            Some(s) if s > 0.0 && s <= MAX_SECONDS as f64 => Ok(Some(Duration::from_secs_f64(s))),
+            _ => Err(self.error(format!(
+                "{name} must be a number of seconds above 0 and at most {MAX_SECONDS} (e.g. 30 or 0.5), not '{text}'"
+            ))),
+        }
+    }
+
+    /// A usage error for this command, for checks the verb makes itself.
+    pub fn error(&self, message: impl Into<String>) -> Usage {
+        Usage::new(self.command, message)
+    }
+
+    fn extra_positional(&self, spec: &Spec, word: &str) -> Usage {
+        match spec.positionals {
+            [] => self.error(format!("unexpected argument '{word}'")),
+            [.., last] => self.error(format!(
+                "unexpected argument '{word}' ({last} is already '{}')",
+                self.positionals.last().map_or("", String::as_str)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: Spec = Spec {
+        command: "sockstep test",
+        positionals: &["ADDR"],
+        switches: &["--trace", "--echo"],
+        options: &[("--backlog", "N"), ("--for", "SECS")],
+    };
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn ok(line: &str) -> Parsed {
+        parse(&SPEC, &words(line)).unwrap_or_else(|e| panic!("{line:?} should parse: {e}"))
+    }
+
+    fn message(line: &str) -> String {
+        parse(&SPEC, &words(line)).expect_err(line).message
+    }
+
+    #[test]
+    fn positionals_switches_and_options_are_sorted_into_place() {
+        let p = ok("--trace 127.0.0.1:1 --backlog 8");
+        assert_eq!(p.positional(0), "127.0.0.1:1");
+        assert!(p.switch("--trace"));
+        assert!(!p.switch("--echo"));
+        assert_eq!(p.value("--backlog"), Some("8"));
+        assert_eq!(p.value("--for"), None);
+    }
+
+    #[test]
+    fn an_option_value_may_follow_an_equals_sign() {
+        assert_eq!(ok("a --backlog=8").value("--backlog"), Some("8"));
+    }
+
+    #[test]
+    fn help_anywhere_wins_even_over_mistakes() {
+        assert!(ok("--bogus -h").help);
+        assert!(ok("a b c --help").help);
+        assert!(!ok("a").help);
+    }
+
+    #[test]
+    fn an_unknown_flag_is_named() {
+        assert_eq!(message("a --bogus"), "unknown option '--bogus'");
+        assert_eq!(message("a -x"), "unknown option '-x'");
+        assert_eq!(message("a --bogus=1"), "unknown option '--bogus'");
+    }
+
+    #[test]
+    fn an_option_without_its_value_says_what_value() {
+        assert_eq!(
+            message("a --backlog"),
+            "--backlog needs a value (--backlog N)"
+        );
+        assert_eq!(
+            message("a --backlog --trace"),
+            "--backlog needs a value (--backlog N)"
+        );
+        assert_eq!(
+            message("a --backlog="),
+            "--backlog needs a value (--backlog N)"
+        );
+    }
+
+    #[test]
+    fn a_switch_takes_no_value() {
+        assert_eq!(message("a --trace=yes"), "--trace takes no value");
+    }
+
+    #[test]
+    fn a_flag_given_twice_is_refused() {
+        assert_eq!(message("a --trace --trace"), "--trace is given twice");
+        assert_eq!(
+            message("a --backlog 1 --backlog=2"),
+            "--backlog is given twice"
+        );
+    }
+
+    #[test]
+    fn a_second_positional_is_refused_and_the_first_is_quoted() {
+        assert_eq!(
+            message("a b"),
+            "unexpected argument 'b' (ADDR is already 'a')"
+        );
+    }
+
+    #[test]
+    fn a_missing_positional_is_named() {
+        assert_eq!(message("--trace"), "missing ADDR");
+        assert_eq!(message(""), "missing ADDR");
+    }
+
+    #[test]
+    fn a_lone_dash_is_a_positional() {
+        assert_eq!(ok("-").positional(0), "-");
+    }
+
+    #[test]
+    fn counts_are_checked_against_their_range_and_named() {
+        assert_eq!(ok("a --backlog 8").count("--backlog", 0..=10, 3), Ok(8));
+        assert_eq!(ok("a").count("--backlog", 0..=10, 3), Ok(3));
+        let wrong = "--backlog must be a whole number from 0 to 10, not";
+        for bad in ["11", "-1", "x", "1.5", "8k"] {
+            let e = ok(&format!("a --backlog={bad}"))
+                .count("--backlog", 0..=10, 3)
+                .unwrap_err();
+            assert_eq!(e.message, format!("{wrong} '{bad}'"));
+        }
+    }
+
+    #[test]
+    fn seconds_take_plain_decimals_above_zero() {
+        let secs = |v: &str| ok(&format!("a --for={v}")).seconds("--for");
+        assert_eq!(secs("30"), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(secs("0.5"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(
+            secs(&MAX_SECONDS.to_string()),
+            Ok(Some(Duration::from_secs(MAX_SECONDS)))
+        );
+        assert_eq!(ok("a").seconds("--for"), Ok(None));
+        for bad in [
+            "0",
+            "0.0",
+            "-1",
+            "inf",
+            "NaN",
+            "1e3",
+            ".",
+            "1.2.3",
+            "5s",
+            &(MAX_SECONDS + 1).to_string(),
+        ] {
+            let e = secs(bad).unwrap_err();
+            assert!(
+                e.message
+                    .starts_with("--for must be a number of seconds above 0"),
+                "{bad}: {e}"
+            );
+            assert!(e.message.ends_with(&format!("not '{bad}'")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_usage_error_prints_the_problem_then_where_to_read_more() {
+        let e = Usage::new("sockstep tcp listen", "missing ADDR");
+        assert_eq!(
+            e.to_string(),
+            "sockstep tcp listen: missing ADDR\ntry 'sockstep tcp listen --help'"
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! The `sockstep` command line: parse the words into a [`Command`], then run it.
+//!
+//! The two halves are apart on purpose. [`parse`] is pure — words in, a
+//! `Command` or a [`Usage`] error out, no sockets — so every rule of the command
+//! line is unit-tested. [`execute`] does the work with the library's own
+//! steps. [`run`] joins them and turns the outcome into an exit status:
+//!
+//! | status | meaning |
+//! |---|---|
+//! | 0 | done (for `tcp listen`: stopped as asked) |
+//! | 1 ([`EXIT_FAILURE`]) | a socket step failed; stderr names it, the endpoint, and a hint |
+//! | 2 ([`EXIT_USAGE`]) | the command line was not understood; stderr says why in one line |
+//!
+//! One file per verb group: `walk.rs` (`sockstep walk tcp`), `tcp.rs`
+//! (`sockstep tcp listen|connect`); `args.rs` is the small parser they share.
+
+mod args;
+mod tcp;
+mod walk;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+pub use args::Usage;
+pub use tcp::{Connect, HandlerChoice, Listen};
+
+use crate::error::Error;
+
+/// A socket step failed at run time.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// The command line was not understood (2 is the usual Unix status for misuse, as in bash's builtins).
+pub const EXIT_USAGE: u8 = 2;
+
+/// `sockstep --help`.
+pub const USAGE: &str = "\
+sockstep — socket communication, one step at a time
+
+Usage:
+  sockstep walk tcp [--slow]         watch a TCP server and client talk on loopback,
+                                     every step printed as it happens
+  sockstep tcp listen ADDR [...]     run a TCP server: --echo, --sink or --record
+  sockstep tcp connect ADDR [...]    talk to a TCP server, like nc: stdin to it,
+                                     its replies to stdout
+  sockstep --help | --version
+
+ADDR is IP:PORT, [IPv6]:PORT or tcp://HOST:PORT; port 0 lets the OS choose.
+Every verb has its own help: 'sockstep tcp listen --help'.
+
+Exit status: 0 done; 1 a socket step failed (the message names the step, the
+endpoint and what to do); 2 the command line was not understood.
+";
+
+/// One command line, understood.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Print this usage text on stdout (`--help` or `-h`, at any level).
+    Help(String),
+    /// Print the crate's version (`--version`).
+    Version,
+    /// `sockstep walk tcp [--slow]`.
+    WalkTcp {
+        /// Pause after each step (`--slow`).
+        slow: bool,
+    },
+    /// `sockstep tcp listen ADDR …`.
+    TcpListen(Listen),
+    /// `sockstep tcp connect ADDR …`.
+    TcpConnect(Connect),
+}
+
+/// Understands the words after the program name.
+///
+/// # Errors
+/// A [`Usage`] error naming the command and the first thing wrong with the line.
+///
+/// # Examples
+/// ```
+/// use sockstep::cli::{self, Command};
+/// let words: Vec<String> = ["walk", "tcp", "--slow"].map(String::from).to_vec();
+/// assert_eq!(cli::parse(&words), Ok(Command::WalkTcp { slow: true }));
+/// ```
+pub fn parse(words: &[String]) -> Result<Command, Usage> {
+    match words {
+        [] => Err(Usage::new("sockstep", "missing a command (walk or tcp)")),
+        [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
+        [first] if first == "--version" || first == "-V" => Ok(Command::Version),
+        [group, rest @ ..] if group == "walk" => walk::parse(rest),
+        [group, rest @ ..] if group == "tcp" => tcp::parse(rest),
+        [first, ..] if first.starts_with('-') => {
+            Err(Usage::new("sockstep", format!("unknown option '{first}'")))
+        }
+        [other, ..] => Err(Usage::new(
+            "sockstep",
+            format!("unknown command '{other}' (there are: walk, tcp)"),
+        )),
+    }
+}
+
+/// Runs a command that [`parse`] understood.
+///
+/// # Errors
+/// The sockstep [`Error`] of the step that failed.
+pub fn execute(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Help(text) => print(&text),
+        Command::Version => print(&format!("sockstep {}\n", env!("CARGO_PKG_VERSION"))),
+        Command::WalkTcp { slow } => walk::tcp(slow)?,
+        Command::TcpListen(listen) => tcp::listen(&listen)?,
+        Command::TcpConnect(connect) => tcp::connect(&connect)?,
+    }
+    Ok(())
+}
+
+/// The whole program: parse `words` (without the program name), execute,
+/// report on stderr, and return the exit status (see the [module docs](self)).
+pub fn run(words: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let words: Result<Vec<String>, OsString> =
+        words.into_iter().map(OsString::into_string).collect();
+    let command = words
+        .map_err(|bad| Usage::new("sockstep", format!("argument {bad:?} is not valid UTF-8")))
+        .and_then(|words| parse(&words));
+    match command {
+        Err(usage) => {
+            eprintln!("{usage}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Ok(command) => match execute(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sockstep: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
+    }
+}
+
+/// Help goes to stdout so it can be paged; `sockstep --help | head` closing the
+/// pipe early is not an error worth a panic.
+fn print(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Endpoint;
+    use crate::tcp::connection::DEFAULT_TIMEOUT;
+    use crate::tcp::serve::{BACKLOG_CEILING, MAX_CONNECTIONS_CEILING};
+    use std::time::Duration;
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn command(line: &str) -> Command {
+        parse(&words(line)).unwrap_or_else(|e| panic!("{line:?} should parse: {e}"))
+    }
+
+    fn usage(line: &str) -> Usage {
+        parse(&words(line)).expect_err(line)
+    }
+
+    fn listen(line: &str) -> Listen {
+        match command(line) {
+            Command::TcpListen(listen) => listen,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    fn help_text(line: &str) -> String {
+        match command(line) {
+            Command::Help(text) => text,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_level_has_help_even_after_other_words() {
+        assert!(help_text("--help").contains("sockstep tcp listen"));
+        assert_eq!(help_text("-h"), help_text("--help"));
+        assert!(help_text("walk --help").contains("walk tcp"));
+        assert!(help_text("walk tcp -h").contains("--slow"));
+        assert!(help_text("tcp --help").contains("connect"));
+        assert!(help_text("tcp listen --help").contains("Usage: sockstep tcp listen"));
+        let connect = help_text("tcp connect 127.0.0.1:1 --help");
+        assert!(connect.contains("--timeout") && connect.contains("--trace"));
+    }
+
+    #[test]
+    fn version_is_its_own_command() {
+        assert_eq!(command("--version"), Command::Version);
+        assert_eq!(command("-V"), Command::Version);
+    }
+
+    #[test]
+    fn walk_tcp_takes_slow() {
+        assert_eq!(command("walk tcp"), Command::WalkTcp { slow: false });
+        assert_eq!(command("walk tcp --slow"), Command::WalkTcp { slow: true });
+        assert_eq!(usage("walk tcp --fast").message, "unknown option '--fast'");
+        assert_eq!(usage("walk udp").command, "sockstep walk");
+        assert_eq!(usage("walk").command, "sockstep walk");
+    }
+
+    #[test]
+    fn nothing_or_an_unknown_command_is_a_usage_error_for_the_top_level() {
+        for line in ["", "frobnicate", "--frob", "--version extra"] {
+            assert_eq!(usage(line).command, "sockstep", "{line:?}");
+        }
+        assert_eq!(usage("tcp").command, "sockstep tcp");
+        assert_eq!(usage("tcp bind 127.0.0.1:1").command, "sockstep tcp");
+    }
+
+    #[test]
+    fn listen_has_the_documented_defaults() {
+        assert_eq!(
+            listen("tcp listen 127.0.0.1:7878"),
+            Listen {
+                endpoint: "tcp://127.0.0.1:7878".parse().unwrap(),
+                handler: HandlerChoice::Echo,
+                max_connections: 256,
+                backlog: 64,
+                idle_timeout: DEFAULT_TIMEOUT,
+                run_for: None,
+                trace: false,
+            }
+        );
+    }
+
+    #[test]
+    fn listen_reads_every_flag_in_either_form() {
+        let l = listen(
+            "tcp listen [::1]:0 --record --max-connections=3 --backlog 0 --idle-timeout 0.5 --for=2 --trace",
+        );
+        assert_eq!(l.endpoint, "tcp://[::1]:0".parse::<Endpoint>().unwrap());
+        assert_eq!(l.handler, HandlerChoice::Record);
+        assert_eq!((l.max_connections, l.backlog), (3, 0));
+        assert_eq!(l.idle_timeout, Duration::from_millis(500));
+        assert_eq!(l.run_for, Some(Duration::from_secs(2)));
+        assert!(l.trace);
+        assert_eq!(
+            listen("tcp listen tcp://localhost:1 --sink").handler,
+            HandlerChoice::Sink
+        );
+    }
+
+    #[test]
+    fn listen_refuses_two_handlers() {
+        assert_eq!(
+            usage("tcp listen 127.0.0.1:1 --echo --sink").message,
+            "choose one of --echo, --sink and --record"
+        );
+    }
+
+    #[test]
+    fn listen_limits_are_checked_against_the_library_ceilings() {
+        let too_many = format!(
+            "tcp listen 127.0.0.1:1 --max-connections {}",
+            MAX_CONNECTIONS_CEILING + 1
+        );
+        let e = usage(&too_many);
+        assert_eq!(e.command, "sockstep tcp listen");
+        assert!(
+            e.message
+                .starts_with("--max-connections must be a whole number from 1 to 10000"),
+            "{e}"
+        );
+        assert!(
+            usage("tcp listen 127.0.0.1:1 --max-connections 0")
+                .message
+                .contains("from 1 to")
+        );
+        let e = usage(&format!(
+            "tcp listen 127.0.0.1:1 --backlog {}",
+            BACKLOG_CEILING + 1
+        ));
+        assert!(
+            e.message
+                .starts_with("--backlog must be a whole number from 0 to 4096"),
+            "{e}"
+        );
+        assert!(
+            usage("tcp listen 127.0.0.1:1 --idle-timeout 0")
+                .message
+                .starts_with("--idle-timeout must be")
+        );
+        assert!(
+            usage("tcp listen 127.0.0.1:1 --for 0")
+                .message
+                .starts_with("--for must be")
+        );
+    }
+
+    #[test]
+    fn a_tcp_verb_refuses_a_udp_endpoint() {
+        let e = usage("tcp listen udp://127.0.0.1:1");
+        assert!(
+            e.message.starts_with("udp://127.0.0.1:1 is a udp endpoint"),
+            "{e}"
+        );
+        assert!(
+            usage("tcp connect udp://127.0.0.1:1")
+                .message
+                .contains("speaks TCP")
+        );
+    }
+
+    #[test]
+    fn a_bad_addr_says_which_part_is_wrong() {
+        let e = usage("tcp connect 127.0.0.1:http");
+        assert!(e.message.starts_with("bad ADDR: the port of"), "{e}");
+        assert!(usage("tcp listen 127.0.0.1").message.contains("port"));
+        assert_eq!(usage("tcp connect").message, "missing ADDR");
+        assert!(
+            usage("tcp connect 127.0.0.1:1 127.0.0.1:2")
+                .message
+                .starts_with("unexpected argument")
+        );
+    }
+
+    #[test]
+    fn connect_has_a_five_second_default_and_reads_its_flags() {
+        assert_eq!(
+            command("tcp connect 127.0.0.1:7878"),
+            Command::TcpConnect(Connect {
+                endpoint: "tcp://127.0.0.1:7878".parse().unwrap(),
+                timeout: Duration::from_secs(5),
+                trace: false,
+            })
+        );
+        let Command::TcpConnect(c) =
+            command("tcp connect tcp://localhost:1 --timeout=0.25 --trace")
+        else {
+            panic!("not a connect");
+        };
+        assert_eq!((c.timeout, c.trace), (Duration::from_millis(250), true));
+        assert!(
+            usage("tcp connect 127.0.0.1:1 --timeout 0")
+                .message
+                .starts_with("--timeout must be")
+        );
+    }
+
+    #[test]
+    fn a_usage_error_is_one_line_then_where_to_read_more() {
+        let text = usage("tcp listen 127.0.0.1:1 --bogus").to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "sockstep tcp listen: unknown option '--bogus'",
+                "try 'sockstep tcp listen --help'"
+            ]
+        );
+    }
+}
