@@ -177,7 +177,9 @@ impl Endpoint {
                     })?
                     .collect();
                 if addrs.is_empty() {
-                    return Err(Error::new(Step::Resolve, ErrorKind::NameNotResolved).at(self.clone()));
+                    return Err(
+                        Error::new(Step::Resolve, ErrorKind::NameNotResolved).at(self.clone())
+                    );
                 }
                 Ok(addrs)
             }
@@ -202,7 +204,11 @@ impl FromStr for Endpoint {
     /// host or the port — and why.
     fn from_str(s: &str) -> Result<Endpoint, Error> {
         let Some((scheme, rest)) = s.split_once("://") else {
-            return Err(bad(s, "scheme", "missing; write tcp://HOST:PORT or udp://HOST:PORT"));
+            return Err(bad(
+                s,
+                "scheme",
+                "missing; write tcp://HOST:PORT or udp://HOST:PORT",
+            ));
         };
         let protocol = match scheme.to_ascii_lowercase().as_str() {
             "tcp" => Protocol::Tcp,
@@ -217,7 +223,11 @@ impl FromStr for Endpoint {
 fn parse_host_port(rest: &str, protocol: Protocol, whole: &str) -> Result<Endpoint, Error> {
     let (host, port) = if let Some(after_bracket) = rest.strip_prefix('[') {
         let Some((inside, after)) = after_bracket.split_once(']') else {
-            return Err(bad(whole, "host", "an IPv6 address opened with [ is never closed with ]"));
+            return Err(bad(
+                whole,
+                "host",
+                "an IPv6 address opened with [ is never closed with ]",
+            ));
         };
         let ip: IpAddr = match inside.parse() {
             Ok(ip @ IpAddr::V6(_)) => ip,
@@ -229,10 +239,18 @@ fn parse_host_port(rest: &str, protocol: Protocol, whole: &str) -> Result<Endpoi
         (Host::Ip(ip), port)
     } else {
         let Some((host, port)) = rest.rsplit_once(':') else {
-            return Err(bad(whole, "port", "missing; write HOST:PORT (use 0 to let the OS choose)"));
+            return Err(bad(
+                whole,
+                "port",
+                "missing; write HOST:PORT (use 0 to let the OS choose)",
+            ));
         };
         if host.contains(':') {
-            return Err(bad(whole, "host", "an IPv6 address must be in brackets, as in [::1]:9000"));
+            return Err(bad(
+                whole,
+                "host",
+                "an IPv6 address must be in brackets, as in [::1]:9000",
+            ));
         }
         (parse_host(host, whole)?, port)
     };
@@ -251,7 +269,11 @@ fn parse_host(host: &str, whole: &str) -> Result<Host, Error> {
     }
     let all_digits_and_dots = host.chars().all(|c| c.is_ascii_digit() || c == '.');
     if all_digits_and_dots {
-        return Err(bad(whole, "host", "not a valid IPv4 address (four numbers 0-255)"));
+        return Err(bad(
+            whole,
+            "host",
+            "not a valid IPv4 address (four numbers 0-255)",
+        ));
     }
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -322,7 +344,10 @@ mod tests {
     fn resolving_localhost_gives_a_loopback_address() {
         let e: Endpoint = "tcp://localhost:80".parse().unwrap();
         let addrs = e.resolve().unwrap();
-        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80), "{addrs:?}");
+        assert!(
+            addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80),
+            "{addrs:?}"
+        );
     }
 
     #[test]
@@ -343,8 +368,14 @@ mod tests {
 
     #[test]
     fn parse_error_message_quotes_input_and_part() {
-        let msg = "tcp://127.0.0.1:99999".parse::<Endpoint>().unwrap_err().to_string();
-        assert!(msg.contains("tcp://127.0.0.1:99999") && msg.contains("port"), "{msg}");
+        let msg = "tcp://127.0.0.1:99999"
+            .parse::<Endpoint>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("tcp://127.0.0.1:99999") && msg.contains("port"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -301,9 +301,9 @@ impl From<Error> for io::Error {
             ErrorKind::ConnectionReset => io::ErrorKind::ConnectionReset,
             ErrorKind::BrokenPipe => io::ErrorKind::BrokenPipe,
             ErrorKind::TruncatedFrame { .. } => io::ErrorKind::UnexpectedEof,
-            ErrorKind::FrameTooLarge { .. } | ErrorKind::InvalidFrame(_) | ErrorKind::LimitExceeded { .. } => {
-                io::ErrorKind::InvalidData
-            }
+            ErrorKind::FrameTooLarge { .. }
+            | ErrorKind::InvalidFrame(_)
+            | ErrorKind::LimitExceeded { .. } => io::ErrorKind::InvalidData,
             ErrorKind::BadEndpoint { .. } | ErrorKind::InvalidInput(_) => {
                 io::ErrorKind::InvalidInput
             }
@@ -335,7 +335,8 @@ mod tests {
     #[test]
     fn round_trip_through_io_error_keeps_step_and_endpoint() {
         let endpoint: Endpoint = "tcp://[::1]:9".parse().unwrap();
-        let original = Error::new(Step::Frame, ErrorKind::TruncatedFrame { got: 3 }).at(endpoint.clone());
+        let original =
+            Error::new(Step::Frame, ErrorKind::TruncatedFrame { got: 3 }).at(endpoint.clone());
         let through: io::Error = original.into();
         assert_eq!(through.kind(), io::ErrorKind::UnexpectedEof);
         let back = Error::io(Step::Read, through);

@@ -126,7 +126,9 @@ impl Step {
             (Protocol::Tcp, Step::Connect) => {
                 "socket(SOCK_STREAM|SOCK_CLOEXEC) + ioctl(FIONBIO) + connect (EINPROGRESS) + poll(POLLOUT)"
             }
-            (Protocol::Tcp, Step::Established) => "none: connect returned; the server's accept4 may come later",
+            (Protocol::Tcp, Step::Established) => {
+                "none: connect returned; the server's accept4 may come later"
+            }
             (Protocol::Tcp, Step::Read) => "recvfrom",
             (Protocol::Tcp, Step::Write) => "sendto(MSG_NOSIGNAL)",
             (Protocol::Tcp, Step::Shutdown) => "shutdown(SHUT_WR)",

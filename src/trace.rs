@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,10 @@ use crate::step::{Side, Step};
 pub struct Event {
     /// When it happened (monotonic clock, comparable across threads).
     pub at: Instant,
+    /// Which socket: a number unique in this process, given at its `socket()`
+    /// step (or at `accept()` for the socket accept makes) and kept for its whole
+    /// life, so a reader can follow one socket from creation to close.
+    pub socket: SocketId,
     /// Which role the socket plays.
     pub side: Side,
     /// Which step.
@@ -43,10 +48,12 @@ pub struct Event {
 }
 
 impl Event {
-    /// An event for `side` taking `step` now, with nothing else filled in yet.
-    pub fn new(side: Side, step: Step, protocol: Protocol) -> Event {
+    /// An event for socket `socket` on `side` taking `step` now, with nothing
+    /// else filled in yet.
+    pub fn new(socket: SocketId, side: Side, step: Step, protocol: Protocol) -> Event {
         Event {
             at: Instant::now(),
+            socket,
             side,
             step,
             protocol,
@@ -79,6 +86,25 @@ impl Event {
     pub fn detail(mut self, text: impl Into<String>) -> Event {
         self.detail = Some(text.into());
         self
+    }
+}
+
+/// A socket's identity in a trace. Addresses are not enough: a client socket
+/// has none before `connect()`, and accepted sockets share the server's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u64);
+
+impl SocketId {
+    /// A number no other socket of this process has had.
+    pub fn next() -> SocketId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        SocketId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Display for SocketId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
     }
 }
 
@@ -123,7 +149,11 @@ impl Trace {
 
 impl std::fmt::Debug for Trace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_on() { "Trace(on)" } else { "Trace(off)" })
+        f.write_str(if self.is_on() {
+            "Trace(on)"
+        } else {
+            "Trace(off)"
+        })
     }
 }
 
@@ -217,8 +247,9 @@ impl Printer {
             .seed_number(event.side)
             .map_or(" ".to_string(), |n| n.to_string());
         let mut line = format!(
-            "{millis:9.3} ms  {side} {number} {step:<11}",
+            "{millis:9.3} ms  {side} {number} {step:<11} {socket:<4}",
             side = event.side,
+            socket = event.socket.to_string(),
             step = event.step.name()
         );
         if let Some(local) = event.local {
@@ -233,7 +264,12 @@ impl Printer {
         if let Some(detail) = &event.detail {
             let _ = write!(line, "  {detail}");
         }
-        let _ = write!(line, "\n{:14}std: {}", "", event.step.syscalls(event.protocol));
+        let _ = write!(
+            line,
+            "\n{:18}std: {}",
+            "",
+            event.step.syscalls(event.protocol)
+        );
         line
     }
 }
@@ -263,7 +299,7 @@ mod tests {
         let built = AtomicBool::new(false);
         Trace::off().emit(|| {
             built.store(true, Ordering::SeqCst);
-            Event::new(Side::Client, Step::Connect, Protocol::Tcp)
+            Event::new(SocketId(1), Side::Client, Step::Connect, Protocol::Tcp)
         });
         assert!(!built.load(Ordering::SeqCst));
     }
@@ -272,10 +308,10 @@ mod tests {
     fn a_recorder_keeps_events_in_time_order() {
         let rec = Recorder::new();
         let trace = rec.trace();
-        let later = Event::new(Side::Server, Step::Accept, Protocol::Tcp);
+        let later = Event::new(SocketId(1), Side::Server, Step::Accept, Protocol::Tcp);
         let earlier = Event {
             at: later.at - Duration::from_millis(1),
-            ..Event::new(Side::Client, Step::Connect, Protocol::Tcp)
+            ..Event::new(SocketId(1), Side::Client, Step::Connect, Protocol::Tcp)
         };
         trace.emit(|| later.clone());
         trace.emit(|| earlier.clone());
@@ -286,9 +322,13 @@ mod tests {
     #[test]
     fn a_printed_line_names_side_number_step_and_syscalls() {
         let printer = Printer::to(Box::new(io::sink()));
-        let e = Event::new(Side::Server, Step::Bind, Protocol::Tcp).local("127.0.0.1:80".parse().unwrap());
+        let e = Event::new(SocketId(1), Side::Server, Step::Bind, Protocol::Tcp)
+            .local("127.0.0.1:80".parse().unwrap());
         let line = printer.line(&e);
-        assert!(line.contains("server 2 bind()"), "{line}");
+        assert!(
+            line.contains("server 2 bind()") && line.contains(" #1 "),
+            "{line}"
+        );
         assert!(line.contains("tcp://127.0.0.1:80"), "{line}");
         assert!(line.contains("listen(128)"), "{line}");
     }

@@ -121,7 +121,9 @@ fn pieces(interruptions: bool) -> impl Strategy<Value = Vec<usize>> {
 fn encode_all(framing: Framing, messages: &[Vec<u8>]) -> Vec<u8> {
     messages
         .iter()
-        .flat_map(|m| encode(framing, m, DEFAULT_MAX_FRAME).expect("the strategy makes valid messages"))
+        .flat_map(|m| {
+            encode(framing, m, DEFAULT_MAX_FRAME).expect("the strategy makes valid messages")
+        })
         .collect()
 }
 
@@ -185,7 +187,10 @@ impl<W: Write> Write for TakesAtMost<W> {
 
 /// Every frame until the end of the stream or the first error. Stops after
 /// `limit` messages, so a reader that repeats itself cannot loop forever.
-fn read_all<R: Read>(reader: &mut FrameReader<R>, limit: usize) -> (Vec<Vec<u8>>, Result<(), Error>) {
+fn read_all<R: Read>(
+    reader: &mut FrameReader<R>,
+    limit: usize,
+) -> (Vec<Vec<u8>>, Result<(), Error>) {
     let mut messages = Vec::new();
     loop {
         match reader.read_frame() {
@@ -251,8 +256,12 @@ fn over_loopback(
     });
 
     let (accepted, _) = listener.accept().expect("accept");
-    accepted.set_read_timeout(Some(SOCKET_TIMEOUT)).expect("set_read_timeout");
-    accepted.set_write_timeout(Some(SOCKET_TIMEOUT)).expect("set_write_timeout");
+    accepted
+        .set_read_timeout(Some(SOCKET_TIMEOUT))
+        .expect("set_read_timeout");
+    accepted
+        .set_write_timeout(Some(SOCKET_TIMEOUT))
+        .expect("set_write_timeout");
     let stream = AtMost {
         inner: accepted,
         cutter: Cutter::new(read_pieces),

@@ -50,7 +50,10 @@ fn strace_walkthrough() -> Option<String> {
         eprintln!("SKIPPED: strace could not trace here (no ptrace permission?)");
         return None;
     }
-    assert!(status.success(), "walkthrough under strace failed: {status}");
+    assert!(
+        status.success(),
+        "walkthrough under strace failed: {status}"
+    );
     Some(text)
 }
 
@@ -60,12 +63,19 @@ fn find(lines: &[&str], from: usize, needles: &[&str]) -> usize {
         .iter()
         .position(|l| needles.iter().all(|n| l.contains(n)))
         .map(|i| from + i)
-        .unwrap_or_else(|| panic!("no line with {needles:?} after line {from} in:\n{}", lines.join("\n")))
+        .unwrap_or_else(|| {
+            panic!(
+                "no line with {needles:?} after line {from} in:\n{}",
+                lines.join("\n")
+            )
+        })
 }
 
 #[test]
 fn bind_step_is_socket_setsockopt_bind_listen_128_in_that_order() {
-    let Some(text) = strace_walkthrough() else { return };
+    let Some(text) = strace_walkthrough() else {
+        return;
+    };
     let lines: Vec<&str> = text.lines().collect();
     let socket = find(&lines, 0, &["socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC"]);
     let reuse = find(&lines, socket, &["setsockopt(", "SO_REUSEADDR", "[1]"]);
@@ -76,10 +86,16 @@ fn bind_step_is_socket_setsockopt_bind_listen_128_in_that_order() {
 
 #[test]
 fn connect_is_nonblocking_connect_then_poll_and_accept_is_accept4() {
-    let Some(text) = strace_walkthrough() else { return };
+    let Some(text) = strace_walkthrough() else {
+        return;
+    };
     let lines: Vec<&str> = text.lines().collect();
     let listen = find(&lines, 0, &["listen("]);
-    let socket = find(&lines, listen, &["socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC"]);
+    let socket = find(
+        &lines,
+        listen,
+        &["socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC"],
+    );
     let nonblocking = find(&lines, socket, &["ioctl(", "FIONBIO, [1]"]);
     let connect = find(&lines, nonblocking, &["connect("]);
     find(&lines, connect, &["poll(", "POLLOUT"]);
@@ -88,7 +104,9 @@ fn connect_is_nonblocking_connect_then_poll_and_accept_is_accept4() {
 
 #[test]
 fn read_write_and_half_close_are_recvfrom_sendto_nosignal_and_shut_wr() {
-    let Some(text) = strace_walkthrough() else { return };
+    let Some(text) = strace_walkthrough() else {
+        return;
+    };
     let lines: Vec<&str> = text.lines().collect();
     let send = find(&lines, 0, &["sendto(", "hello\\n", "MSG_NOSIGNAL"]);
     find(&lines, send, &["recvfrom("]);

@@ -29,7 +29,7 @@ use crate::endpoint::{Endpoint, Protocol};
 use crate::error::{Error, ErrorKind};
 use crate::step::{Side, Step};
 use crate::tcp::connection::{Connection, Timeouts};
-use crate::trace::{Event, Trace};
+use crate::trace::{Event, SocketId, Trace};
 
 /// Client step 1 of 4 — `socket()`: decide what kind of socket to make.
 ///
@@ -47,14 +47,20 @@ use crate::trace::{Event, Trace};
 /// assert!(socket.server().is_ipv6());
 /// ```
 pub fn socket(server: SocketAddr, trace: &Trace) -> ClientSocket {
+    let id = SocketId::next();
     trace.emit(|| {
-        Event::new(Side::Client, Step::Socket, Protocol::Tcp).detail(format!(
+        Event::new(id, Side::Client, Step::Socket, Protocol::Tcp).detail(format!(
             "SOCK_STREAM, {}, to reach {}",
-            if server.is_ipv4() { "AF_INET" } else { "AF_INET6" },
+            if server.is_ipv4() {
+                "AF_INET"
+            } else {
+                "AF_INET6"
+            },
             Endpoint::from_addr(Protocol::Tcp, server)
         ))
     });
     ClientSocket {
+        id,
         server,
         timeouts: Timeouts::default(),
         trace: trace.clone(),
@@ -64,6 +70,7 @@ pub fn socket(server: SocketAddr, trace: &Trace) -> ClientSocket {
 /// A client socket not yet connected (after step 1).
 #[derive(Debug)]
 pub struct ClientSocket {
+    id: SocketId,
     server: SocketAddr,
     timeouts: Timeouts,
     trace: Trace,
@@ -102,25 +109,35 @@ impl ClientSocket {
     pub fn connect(self, timeout: Duration) -> Result<Connection, Error> {
         let endpoint = Endpoint::from_addr(Protocol::Tcp, self.server);
         if timeout.is_zero() {
-            return Err(Error::new(Step::Connect, ErrorKind::InvalidInput("a connect timeout of zero".into())).at(endpoint));
+            return Err(Error::new(
+                Step::Connect,
+                ErrorKind::InvalidInput("a connect timeout of zero".into()),
+            )
+            .at(endpoint));
         }
         self.trace.emit(|| {
-            Event::new(Side::Client, Step::Connect, Protocol::Tcp)
+            Event::new(self.id, Side::Client, Step::Connect, Protocol::Tcp)
                 .peer(self.server)
                 .detail("SYN sent; waiting for the handshake")
         });
         let stream = TcpStream::connect_timeout(&self.server, timeout).map_err(|e| {
             let error = Error::io(Step::Connect, e).at(endpoint.clone());
             self.trace.emit(|| {
-                Event::new(Side::Client, Step::Connect, Protocol::Tcp)
+                Event::new(self.id, Side::Client, Step::Connect, Protocol::Tcp)
                     .peer(self.server)
                     .detail(format!("failed: {}", error.summary()))
             });
             error
         })?;
-        let mut conn = Connection::new(stream, Side::Client, self.server, self.trace.clone())?;
+        let mut conn = Connection::new(
+            self.id,
+            stream,
+            Side::Client,
+            self.server,
+            self.trace.clone(),
+        )?;
         self.trace.emit(|| {
-            Event::new(Side::Client, Step::Established, Protocol::Tcp)
+            Event::new(self.id, Side::Client, Step::Established, Protocol::Tcp)
                 .local(conn.local_addr())
                 .peer(conn.peer_addr())
                 .detail("connected; the kernel chose our port")
@@ -160,7 +177,12 @@ impl Default for Retry {
 ///
 /// # Errors
 /// The last attempt's error once `retry.total` has passed.
-pub fn connect_with_retry(server: SocketAddr, trace: &Trace, timeouts: Timeouts, retry: Retry) -> Result<Connection, Error> {
+pub fn connect_with_retry(
+    server: SocketAddr,
+    trace: &Trace,
+    timeouts: Timeouts,
+    retry: Retry,
+) -> Result<Connection, Error> {
     let deadline = Instant::now() + retry.total;
     let mut pause = retry.first_pause;
     loop {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::endpoint::{Endpoint, Protocol};
 use crate::error::{Error, ErrorKind};
 use crate::step::{Side, Step};
-use crate::trace::{Event, Trace};
+use crate::trace::{Event, SocketId, Trace};
 
 /// How long a connection waits for its peer before giving up.
 ///
@@ -64,6 +64,7 @@ impl Timeouts {
 /// [`Error::io`] recovers it.
 #[derive(Debug)]
 pub struct Connection {
+    id: SocketId,
     // Shared so a server can force a connection closed at its shutdown deadline
     // without duplicating the file descriptor (see `serve`).
     stream: Arc<TcpStream>,
@@ -76,12 +77,20 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Wraps a stream std just connected to or accepted from `peer`.
-    pub(crate) fn new(stream: TcpStream, side: Side, peer: SocketAddr, trace: Trace) -> Result<Connection, Error> {
+    /// Wraps a stream std just connected to or accepted from `peer`; `id` is the
+    /// socket's identity in the trace.
+    pub(crate) fn new(
+        id: SocketId,
+        stream: TcpStream,
+        side: Side,
+        peer: SocketAddr,
+        trace: Trace,
+    ) -> Result<Connection, Error> {
         let local = stream
             .local_addr()
             .map_err(|e| Error::io(Step::Accept, e).at(Endpoint::from_addr(Protocol::Tcp, peer)))?;
         Ok(Connection {
+            id,
             stream: Arc::new(stream),
             side,
             local,
@@ -90,6 +99,11 @@ impl Connection {
             deadline: None,
             trace,
         })
+    }
+
+    /// This socket's identity in the trace.
+    pub fn id(&self) -> SocketId {
+        self.id
     }
 
     /// This socket's own address.
@@ -138,6 +152,7 @@ impl Connection {
             .try_clone()
             .map_err(|e| self.io_error(Step::Socket, e))?;
         Ok(Connection {
+            id: self.id,
             stream: Arc::new(stream),
             side: self.side,
             local: self.local,
@@ -155,7 +170,10 @@ impl Connection {
     pub fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<(), Error> {
         for d in [timeouts.read, timeouts.write].into_iter().flatten() {
             if d.is_zero() {
-                return Err(self.error(Step::Read, ErrorKind::InvalidInput("a timeout of zero".into())));
+                return Err(self.error(
+                    Step::Read,
+                    ErrorKind::InvalidInput("a timeout of zero".into()),
+                ));
             }
         }
         self.stream
@@ -292,7 +310,7 @@ impl Connection {
             peer: Some(self.peer),
             bytes,
             detail: detail.map(str::to_string),
-            ..Event::new(self.side, step, Protocol::Tcp)
+            ..Event::new(self.id, self.side, step, Protocol::Tcp)
         });
     }
 

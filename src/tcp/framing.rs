@@ -362,12 +362,7 @@ impl<R: Read> FrameReader<R> {
             .max
             .saturating_add(LEN_PREFIX)
             .saturating_add(READ_CHUNK);
-        let len = self
-            .buf
-            .len()
-            .saturating_mul(2)
-            .min(ceiling)
-            .max(needed);
+        let len = self.buf.len().saturating_mul(2).min(ceiling).max(needed);
         self.buf.reserve_exact(len - self.buf.len());
         self.buf.resize(len, 0);
     }
@@ -643,10 +638,15 @@ mod tests {
     #[test]
     fn several_writes_can_arrive_as_one_read() {
         let wire = b"\0\0\0\x01a\0\0\0\x02bc\0\0\0\0";
-        let mut reader = FrameReader::new(Pieces::new(wire, &[READ_CHUNK]), Framing::LengthPrefixed);
+        let mut reader =
+            FrameReader::new(Pieces::new(wire, &[READ_CHUNK]), Framing::LengthPrefixed);
         assert_eq!(reader.read_frame().unwrap(), Some(b"a".to_vec()));
         assert_eq!(reader.buffered(), b"\0\0\0\x02bc\0\0\0\0");
-        assert_eq!(reader.get_ref().next, 1, "the later frames came from the buffer");
+        assert_eq!(
+            reader.get_ref().next,
+            1,
+            "the later frames came from the buffer"
+        );
         assert_eq!(read_all(&mut reader).unwrap(), [&b"bc"[..], b""]);
     }
 
@@ -689,22 +689,34 @@ mod tests {
     #[test]
     fn eof_inside_a_length_prefix_is_a_truncated_frame() {
         let mut reader = FrameReader::new(&[0, 0][..], Framing::LengthPrefixed);
-        assert_eq!(frame_kind(reader.read_frame()), ErrorKind::TruncatedFrame { got: 2 });
+        assert_eq!(
+            frame_kind(reader.read_frame()),
+            ErrorKind::TruncatedFrame { got: 2 }
+        );
     }
 
     #[test]
     fn eof_inside_a_body_is_a_truncated_frame() {
         let mut reader = FrameReader::new(&b"\0\0\0\x05hel"[..], Framing::LengthPrefixed);
-        assert_eq!(frame_kind(reader.read_frame()), ErrorKind::TruncatedFrame { got: 7 });
+        assert_eq!(
+            frame_kind(reader.read_frame()),
+            ErrorKind::TruncatedFrame { got: 7 }
+        );
     }
 
     #[test]
     fn a_last_line_without_a_newline_is_a_truncated_frame() {
         let mut reader = FrameReader::new(&b"done\npartial"[..], Framing::Lines);
         assert_eq!(reader.read_frame().unwrap(), Some(b"done".to_vec()));
-        assert_eq!(frame_kind(reader.read_frame()), ErrorKind::TruncatedFrame { got: 7 });
+        assert_eq!(
+            frame_kind(reader.read_frame()),
+            ErrorKind::TruncatedFrame { got: 7 }
+        );
         let mut reader = FrameReader::new(&b"half of crlf\r"[..], Framing::Lines);
-        assert_eq!(frame_kind(reader.read_frame()), ErrorKind::TruncatedFrame { got: 13 });
+        assert_eq!(
+            frame_kind(reader.read_frame()),
+            ErrorKind::TruncatedFrame { got: 13 }
+        );
     }
 
     // --- limits: a peer cannot make us allocate what it likes -----------------
@@ -749,7 +761,10 @@ mod tests {
             panic!("expected FrameTooLarge");
         };
         assert_eq!(max, DEFAULT_MAX_FRAME);
-        assert!(len > max as u64 && len <= (max + READ_CHUNK) as u64, "len {len}");
+        assert!(
+            len > max as u64 && len <= (max + READ_CHUNK) as u64,
+            "len {len}"
+        );
         assert!(
             reader.buf.capacity() <= DEFAULT_MAX_FRAME + LEN_PREFIX + READ_CHUNK,
             "allocated {} bytes",
@@ -768,7 +783,8 @@ mod tests {
 
     #[test]
     fn a_line_of_exactly_max_bytes_may_end_in_crlf_even_read_byte_by_byte() {
-        let mut reader = FrameReader::new(Pieces::new(b"12345\r\n", &[1]), Framing::Lines).with_max(5);
+        let mut reader =
+            FrameReader::new(Pieces::new(b"12345\r\n", &[1]), Framing::Lines).with_max(5);
         assert_eq!(reader.read_frame().unwrap(), Some(b"12345".to_vec()));
     }
 
@@ -778,14 +794,18 @@ mod tests {
         let mut reader = FrameReader::new(Pieces::new(&endless, &[READ_CHUNK]), Framing::Lines);
         let _ = frame_kind(reader.read_frame());
         let served = reader.get_ref().served;
-        assert!(served <= DEFAULT_MAX_FRAME + READ_CHUNK, "read {served} bytes");
+        assert!(
+            served <= DEFAULT_MAX_FRAME + READ_CHUNK,
+            "read {served} bytes"
+        );
     }
 
     // --- I/O errors ------------------------------------------------------------
 
     #[test]
     fn interrupted_reads_are_retried() {
-        let mut reader = FrameReader::new(Pieces::new(b"ab\ncd\n", &[0, 1, 0, 0, 2]), Framing::Lines);
+        let mut reader =
+            FrameReader::new(Pieces::new(b"ab\ncd\n", &[0, 1, 0, 0, 2]), Framing::Lines);
         assert_eq!(read_all(&mut reader).unwrap(), [b"ab", b"cd"]);
     }
 
@@ -845,7 +865,10 @@ mod tests {
     fn an_os_error_while_reading_names_the_read_step() {
         let mut reader = FrameReader::new(Failing(io::ErrorKind::ConnectionReset), Framing::Lines);
         let e = reader.read_frame().unwrap_err();
-        assert_eq!((e.step(), e.kind()), (Step::Read, &ErrorKind::ConnectionReset));
+        assert_eq!(
+            (e.step(), e.kind()),
+            (Step::Read, &ErrorKind::ConnectionReset)
+        );
         assert!(e.io_error().is_some());
     }
 
@@ -938,6 +961,9 @@ mod tests {
         assert_eq!(reader.read_frame().unwrap(), Some(b"first".to_vec()));
         assert_eq!(reader.buffered(), b"second\n");
         let rest: &[u8] = reader.into_inner();
-        assert!(rest.is_empty(), "the slice was read to its end into the buffer");
+        assert!(
+            rest.is_empty(),
+            "the slice was read to its end into the buffer"
+        );
     }
 }

@@ -185,7 +185,9 @@ impl Listening {
     /// [`ErrorKind::InvalidInput`] when `max_connections` or the backlog is out of
     /// range; the OS error when the accept thread cannot be started.
     pub fn serve(self, config: ServeConfig, handler: impl Handler) -> Result<Server, Error> {
-        let invalid = |why: String| Err(Error::new(Step::Serve, ErrorKind::InvalidInput(why)).at(self.local_endpoint()));
+        let invalid = |why: String| {
+            Err(Error::new(Step::Serve, ErrorKind::InvalidInput(why)).at(self.local_endpoint()))
+        };
         if !(1..=MAX_CONNECTIONS_CEILING).contains(&config.max_connections) {
             return invalid(format!(
                 "max_connections must be 1..={MAX_CONNECTIONS_CEILING}, not {}",
@@ -193,7 +195,10 @@ impl Listening {
             ));
         }
         if self.backlog > BACKLOG_CEILING {
-            return invalid(format!("backlog must be at most {BACKLOG_CEILING}, not {}", self.backlog));
+            return invalid(format!(
+                "backlog must be at most {BACKLOG_CEILING}, not {}",
+                self.backlog
+            ));
         }
         let local = self.local;
         let grace = config.grace;
@@ -305,7 +310,8 @@ fn reap_finished_threads(shared: &Shared, room: &mut Room) {
     if room.threads.len() < 2 * room.serving.max(32) {
         return;
     }
-    let (finished, running): (Vec<_>, Vec<_>) = room.threads.drain(..).partition(|t| t.is_finished());
+    let (finished, running): (Vec<_>, Vec<_>) =
+        room.threads.drain(..).partition(|t| t.is_finished());
     room.threads = running;
     let joined = finished.into_iter().map(JoinHandle::join).count() as u64;
     shared.count(|s| s.threads_joined += joined);
@@ -316,7 +322,11 @@ fn reap_finished_threads(shared: &Shared, room: &mut Room) {
 type SpawnFailure = Box<(Option<Connection>, io::Error)>;
 
 /// Starts a thread for `conn`, one of the `max_connections`.
-fn spawn_worker(shared: &Arc<Shared>, id: u64, conn: Connection) -> Result<JoinHandle<()>, SpawnFailure> {
+fn spawn_worker(
+    shared: &Arc<Shared>,
+    id: u64,
+    conn: Connection,
+) -> Result<JoinHandle<()>, SpawnFailure> {
     let mut builder = thread::Builder::new().name(format!("sockstep-conn-{}", conn.peer_addr()));
     if let Some(size) = shared.config.stack_size {
         builder = builder.stack_size(size);
@@ -328,12 +338,20 @@ fn spawn_worker(shared: &Arc<Shared>, id: u64, conn: Connection) -> Result<JoinH
     let for_thread = slot.clone();
     builder
         .spawn(move || {
-            let first = for_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let first = for_thread
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
             if let Some(conn) = first {
                 serve_until_room_is_empty(&me, id, conn);
             }
         })
-        .map_err(|e| Box::new((slot.lock().unwrap_or_else(PoisonError::into_inner).take(), e)))
+        .map_err(|e| {
+            Box::new((
+                slot.lock().unwrap_or_else(PoisonError::into_inner).take(),
+                e,
+            ))
+        })
 }
 
 /// A connection thread's life: serve one connection, then the oldest waiting
@@ -343,7 +361,10 @@ fn serve_until_room_is_empty(shared: &Arc<Shared>, id: u64, first: Connection) {
     while let Some((id, conn)) = next {
         serve_one(shared, id, conn);
         let mut room = shared.room();
-        next = room.waiting.pop_front().map(|conn| (room.enter(&conn), conn));
+        next = room
+            .waiting
+            .pop_front()
+            .map(|conn| (room.enter(&conn), conn));
         if next.is_none() {
             room.serving -= 1;
             drop(room);
@@ -356,7 +377,11 @@ fn serve_until_room_is_empty(shared: &Arc<Shared>, id: u64, first: Connection) {
 fn serve_one(shared: &Shared, id: u64, mut conn: Connection) {
     let setup = conn.set_timeouts(shared.config.timeouts).and_then(|()| {
         conn.set_deadline(shared.config.max_lifetime.map(|d| Instant::now() + d));
-        if shared.config.nodelay { conn.set_nodelay(true) } else { Ok(()) }
+        if shared.config.nodelay {
+            conn.set_nodelay(true)
+        } else {
+            Ok(())
+        }
     });
     // Shutdown may have begun while this connection waited; it still gets served
     // (it was accepted), but within the grace period like everyone else.
@@ -372,7 +397,8 @@ fn serve_one(shared: &Shared, id: u64, mut conn: Connection) {
     match outcome {
         Err(payload) => {
             let message = panic_message(&payload);
-            let e = Error::new(Step::Serve, ErrorKind::HandlerPanicked(message)).at(conn.peer_endpoint());
+            let e = Error::new(Step::Serve, ErrorKind::HandlerPanicked(message))
+                .at(conn.peer_endpoint());
             shared.count(|s| s.panics += 1);
             shared.remember(e.to_string());
         }
@@ -381,7 +407,7 @@ fn serve_one(shared: &Shared, id: u64, mut conn: Connection) {
         Ok(Ok(())) => shared.count(|s| s.served += 1),
         Ok(Err(e)) => {
             shared.trace.emit(|| {
-                Event::new(Side::Server, Step::Serve, Protocol::Tcp)
+                Event::new(conn.id(), Side::Server, Step::Serve, Protocol::Tcp)
                     .local(conn.local_addr())
                     .peer(conn.peer_addr())
                     .detail(format!("handler ended with an error: {}", e.summary()))
@@ -408,7 +434,7 @@ pub const REFUSAL_PREFIX: &str = "sockstep: refused: ";
 fn refuse(shared: &Shared, conn: Connection, reason: &str) {
     shared.count(|s| s.refused += 1);
     shared.trace.emit(|| {
-        Event::new(Side::Server, Step::Refuse, Protocol::Tcp)
+        Event::new(conn.id(), Side::Server, Step::Refuse, Protocol::Tcp)
             .local(conn.local_addr())
             .peer(conn.peer_addr())
             .detail(reason.to_string())
@@ -449,7 +475,12 @@ fn drain_kernel_queue(shared: &Shared, listening: &Listening) {
                 let _ = conn.stream().set_nonblocking(false);
                 refuse_unless_wake(shared, conn);
             }
-            Err(e) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::WouldBlock) => break,
+            Err(e)
+                if e.io_error()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::WouldBlock) =>
+            {
+                break;
+            }
             // That client already gave up; the next may not have.
             Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset) => continue,
             Err(e) => {
@@ -463,7 +494,10 @@ fn drain_kernel_queue(shared: &Shared, listening: &Listening) {
 /// Refuses `conn` as "shutting down", unless it is shutdown's own wake-up call.
 fn refuse_unless_wake(shared: &Shared, conn: Connection) {
     let wake = {
-        let guard = shared.wake_from.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = shared
+            .wake_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // The waker publishes its address right after its connect returns, which
         // can be just after our accept returned; wait for it, briefly.
         shared
@@ -475,7 +509,7 @@ fn refuse_unless_wake(shared: &Shared, conn: Connection) {
     };
     if wake == Some(conn.peer_addr()) {
         shared.trace.emit(|| {
-            Event::new(Side::Server, Step::Serve, Protocol::Tcp)
+            Event::new(conn.id(), Side::Server, Step::Serve, Protocol::Tcp)
                 .local(conn.local_addr())
                 .peer(conn.peer_addr())
                 .detail("that was shutdown's own wake-up call; the accept loop stops")
@@ -518,7 +552,11 @@ impl Server {
 
     /// The counts so far.
     pub fn stats(&self) -> Stats {
-        *self.shared.counts.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .shared
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many accepted connections are waiting for a thread right now.
@@ -533,7 +571,13 @@ impl Server {
 
     /// The last few errors (at most 32), oldest first, as sentences.
     pub fn recent_errors(&self) -> Vec<String> {
-        self.shared.errors.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+        self.shared
+            .errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Stops the server and reports what it did.
@@ -579,11 +623,16 @@ impl Server {
         }
         let (threads, all_idle) = {
             let mut room = shared.room();
-            (room.threads.drain(..).collect::<Vec<_>>(), room.serving == 0)
+            (
+                room.threads.drain(..).collect::<Vec<_>>(),
+                room.serving == 0,
+            )
         };
         // With nobody served, every thread is past its last connection and about
         // to return, so joining cannot hang; otherwise join only those finished.
-        let (done, stuck): (Vec<_>, Vec<_>) = threads.into_iter().partition(|t| all_idle || t.is_finished());
+        let (done, stuck): (Vec<_>, Vec<_>) = threads
+            .into_iter()
+            .partition(|t| all_idle || t.is_finished());
         let joined = done.into_iter().map(JoinHandle::join).count() as u64;
         shared.count(|s| {
             s.threads_joined += joined;
@@ -612,7 +661,8 @@ impl Server {
             }
         }
         self.shared.count(|s| s.threads_abandoned += 1);
-        self.shared.remember("the accept thread did not stop; it was left running".into());
+        self.shared
+            .remember("the accept thread did not stop; it was left running".into());
     }
 
     /// Connects to our own listener so the accept thread, blocked in accept(),
@@ -631,7 +681,11 @@ impl Server {
             .ok();
         // Publish even a failure (as an address nobody has) so the acceptor stops waiting.
         let unreachable = SocketAddr::from(([0, 0, 0, 0], 0));
-        *self.shared.wake_from.lock().unwrap_or_else(PoisonError::into_inner) = Some(from.unwrap_or(unreachable));
+        *self
+            .shared
+            .wake_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(from.unwrap_or(unreachable));
         self.shared.wake_known.notify_all();
     }
 

@@ -47,7 +47,7 @@ use crate::endpoint::{Endpoint, Protocol};
 use crate::error::Error;
 use crate::step::{Side, Step};
 use crate::tcp::connection::Connection;
-use crate::trace::{Event, Trace};
+use crate::trace::{Event, SocketId, Trace};
 
 /// Server step 1 of 4 — `socket()`: decide what kind of socket to make.
 ///
@@ -65,14 +65,20 @@ use crate::trace::{Event, Trace};
 /// assert!(socket.addr().is_ipv4());
 /// ```
 pub fn socket(addr: SocketAddr, trace: &Trace) -> Socket {
+    let id = SocketId::next();
     trace.emit(|| {
-        Event::new(Side::Server, Step::Socket, Protocol::Tcp).detail(format!(
+        Event::new(id, Side::Server, Step::Socket, Protocol::Tcp).detail(format!(
             "SOCK_STREAM, {}, for {}",
-            if addr.is_ipv4() { "AF_INET" } else { "AF_INET6" },
+            if addr.is_ipv4() {
+                "AF_INET"
+            } else {
+                "AF_INET6"
+            },
             Endpoint::from_addr(Protocol::Tcp, addr)
         ))
     });
     Socket {
+        id,
         addr,
         trace: trace.clone(),
     }
@@ -81,6 +87,7 @@ pub fn socket(addr: SocketAddr, trace: &Trace) -> Socket {
 /// A server socket that has been decided on but not bound (after step 1).
 #[derive(Debug)]
 pub struct Socket {
+    id: SocketId,
     addr: SocketAddr,
     trace: Trace,
 }
@@ -115,7 +122,8 @@ impl Socket {
         let listener = TcpListener::bind(self.addr).map_err(|e| {
             let error = Error::io(Step::Bind, e).at(endpoint.clone());
             self.trace.emit(|| {
-                Event::new(Side::Server, Step::Bind, Protocol::Tcp).detail(format!("failed: {}", error.summary()))
+                Event::new(self.id, Side::Server, Step::Bind, Protocol::Tcp)
+                    .detail(format!("failed: {}", error.summary()))
             });
             error
         })?;
@@ -123,7 +131,7 @@ impl Socket {
             .local_addr()
             .map_err(|e| Error::io(Step::Bind, e).at(endpoint))?;
         self.trace.emit(|| {
-            let event = Event::new(Side::Server, Step::Bind, Protocol::Tcp).local(local);
+            let event = Event::new(self.id, Side::Server, Step::Bind, Protocol::Tcp).local(local);
             if self.addr.port() == 0 {
                 event.detail(format!("port 0 asked; the OS chose {}", local.port()))
             } else {
@@ -131,6 +139,7 @@ impl Socket {
             }
         });
         Ok(Bound {
+            id: self.id,
             listener,
             local,
             trace: self.trace,
@@ -141,6 +150,7 @@ impl Socket {
 /// A server socket with an address (after step 2).
 #[derive(Debug)]
 pub struct Bound {
+    id: SocketId,
     listener: TcpListener,
     local: SocketAddr,
     trace: Trace,
@@ -173,11 +183,14 @@ impl Bound {
     /// policy, and only the kernel's queue of 128 applies.
     pub fn listen(self, backlog: usize) -> Listening {
         self.trace.emit(|| {
-            Event::new(Side::Server, Step::Listen, Protocol::Tcp)
+            Event::new(self.id, Side::Server, Step::Listen, Protocol::Tcp)
                 .local(self.local)
-                .detail(format!("waiting room for {backlog} (the kernel's own queue is fixed at 128)"))
+                .detail(format!(
+                    "waiting room for {backlog} (the kernel's own queue is fixed at 128)"
+                ))
         });
         Listening {
+            id: self.id,
             listener: self.listener,
             local: self.local,
             backlog,
@@ -189,6 +202,7 @@ impl Bound {
 /// A listening server socket (after step 3): ready to accept.
 #[derive(Debug)]
 pub struct Listening {
+    pub(crate) id: SocketId,
     pub(crate) listener: TcpListener,
     pub(crate) local: SocketAddr,
     pub(crate) backlog: usize,
@@ -230,12 +244,19 @@ impl Listening {
             .listener
             .accept()
             .map_err(|e| Error::io(Step::Accept, e).at(self.local_endpoint()))?;
+        let conn = Connection::new(
+            SocketId::next(),
+            stream,
+            Side::Server,
+            peer,
+            self.trace.clone(),
+        )?;
         self.trace.emit(|| {
-            Event::new(Side::Server, Step::Accept, Protocol::Tcp)
+            Event::new(self.id, Side::Server, Step::Accept, Protocol::Tcp)
                 .local(self.local)
                 .peer(peer)
-                .detail("a new socket for this client")
+                .detail(format!("a new socket for this client: {}", conn.id()))
         });
-        Connection::new(stream, Side::Server, peer, self.trace.clone())
+        Ok(conn)
     }
 }

@@ -74,7 +74,9 @@ pub fn run(options: &WalkOptions, out: Box<dyn Write + Send>) -> Result<WalkRepo
         reader.get_mut().write_all(&frame)?;
         let reply = reader.read_frame()?;
         let reply = reply.map(|r| String::from_utf8_lossy(&r).into_owned());
-        out.line(&format!("   client sent {message:?}, server echoed {reply:?}"));
+        out.line(&format!(
+            "   client sent {message:?}, server echoed {reply:?}"
+        ));
     }
     out.line("");
     out.line("== The end: the client half-closes, the server sees end of stream and closes ==");
@@ -82,7 +84,9 @@ pub fn run(options: &WalkOptions, out: Box<dyn Write + Send>) -> Result<WalkRepo
     conn.shutdown_write()?;
     let mut rest = [0u8; 64];
     let after = conn.read(&mut rest)?;
-    out.line(&format!("   client read {after} bytes: end of stream, the server has closed too"));
+    out.line(&format!(
+        "   client read {after} bytes: end of stream, the server has closed too"
+    ));
     conn.close();
     out.line("");
     out.line("== Server shutdown: stop accepting (a wake-up connection unblocks accept()), join threads ==");
