@@ -73,6 +73,19 @@ pub enum ErrorKind {
         /// The limit in force.
         limit: u64,
     },
+    /// A datagram larger than one UDP datagram can carry (or than a limit we set).
+    DatagramTooLarge {
+        /// The payload size that was asked for.
+        len: usize,
+        /// The largest payload allowed.
+        max: usize,
+    },
+    /// A datagram did not fit the receive buffer; the kernel cut it and threw the
+    /// rest away, so what was received is not the message that was sent.
+    DatagramTruncated {
+        /// The size of the buffer it did not fit in.
+        buffer: usize,
+    },
     /// An argument or setting is out of range.
     InvalidInput(String),
     /// A connection handler panicked; the server caught it and kept serving.
@@ -197,6 +210,12 @@ impl Error {
             (ErrorKind::LimitExceeded { .. }, _) => {
                 "the peer sent more than this limit allows; raise the limit if that is legitimate"
             }
+            (ErrorKind::DatagramTooLarge { .. }, _) => {
+                "split the message, or use TCP, which carries a stream of any length"
+            }
+            (ErrorKind::DatagramTruncated { .. }, _) => {
+                "receive into a buffer as large as the largest datagram (65,527 bytes covers every one)"
+            }
             (ErrorKind::InvalidInput(_), _) => "see --help for the accepted values",
             (ErrorKind::HandlerPanicked(_), _) => {
                 "a bug in the connection handler; the server kept serving the others"
@@ -230,12 +249,21 @@ impl Error {
             }
             ErrorKind::InvalidFrame(why) => format!("cannot frame this message: {why}"),
             ErrorKind::LimitExceeded { what, limit } => format!("over the limit of {limit} {what}"),
+            ErrorKind::DatagramTooLarge { len, max } => {
+                format!("a datagram of {len} bytes is over the limit of {max}")
+            }
+            ErrorKind::DatagramTruncated { buffer } => {
+                format!("a datagram larger than the {buffer}-byte buffer arrived and was cut")
+            }
             ErrorKind::InvalidInput(why) => why.clone(),
             ErrorKind::HandlerPanicked(msg) => format!("handler panicked: {msg}"),
             ErrorKind::Os => "the OS reported an error".into(),
         }
     }
 }
+
+/// "Message too long" on Linux.
+const EMSGSIZE: i32 = 90;
 
 /// Maps an OS error to a kind. EMSGSIZE and friends that std leaves
 /// uncategorized are matched by number, so they get names too.
@@ -256,6 +284,9 @@ fn classify(step: Step, e: &io::Error) -> ErrorKind {
         }
         io::ErrorKind::BrokenPipe => ErrorKind::BrokenPipe,
         io::ErrorKind::InvalidInput => ErrorKind::InvalidInput(e.to_string()),
+        // std leaves EMSGSIZE uncategorized; name it by number. The sizes are
+        // filled in by the caller, which knows them.
+        _ if e.raw_os_error() == Some(EMSGSIZE) => ErrorKind::DatagramTooLarge { len: 0, max: 0 },
         _ => ErrorKind::Os,
     }
 }
@@ -303,7 +334,9 @@ impl From<Error> for io::Error {
             ErrorKind::TruncatedFrame { .. } => io::ErrorKind::UnexpectedEof,
             ErrorKind::FrameTooLarge { .. }
             | ErrorKind::InvalidFrame(_)
-            | ErrorKind::LimitExceeded { .. } => io::ErrorKind::InvalidData,
+            | ErrorKind::LimitExceeded { .. }
+            | ErrorKind::DatagramTooLarge { .. }
+            | ErrorKind::DatagramTruncated { .. } => io::ErrorKind::InvalidData,
             ErrorKind::BadEndpoint { .. } | ErrorKind::InvalidInput(_) => {
                 io::ErrorKind::InvalidInput
             }

@@ -43,6 +43,7 @@ pub mod error;
 pub mod step;
 pub mod tcp;
 pub mod trace;
+pub mod udp;
 pub mod walk;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

@@ -59,6 +59,10 @@ pub enum Step {
     Read,
     /// Client 4 / server, repeatedly: hand bytes to the kernel to send.
     Write,
+    /// UDP: send one datagram (`send_to()`, or `send()` on a connected socket).
+    SendTo,
+    /// UDP: receive one datagram (`recv_from()`, or `recv()` on a connected socket).
+    RecvFrom,
     /// Half-close: "I will send nothing more", while still reading.
     Shutdown,
     /// Release the socket.
@@ -86,6 +90,8 @@ impl Step {
             Step::Established => "connected",
             Step::Read => "read()",
             Step::Write => "write()",
+            Step::SendTo => "send_to()",
+            Step::RecvFrom => "recv_from()",
             Step::Shutdown => "shutdown()",
             Step::Close => "close()",
             Step::Refuse => "refuse",
@@ -107,7 +113,7 @@ impl Step {
             (Side::Server, Step::Accept) => Some(4),
             (Side::Client, Step::Connect) => Some(2),
             (Side::Client, Step::Established) => Some(3),
-            (Side::Client, Step::Read | Step::Write) => Some(4),
+            (Side::Client, Step::Read | Step::Write | Step::SendTo | Step::RecvFrom) => Some(4),
             _ => None,
         }
     }
@@ -137,8 +143,8 @@ impl Step {
             (Protocol::Udp, Step::Socket) => "none yet: std creates the socket inside bind",
             (Protocol::Udp, Step::Bind) => "socket(SOCK_DGRAM|SOCK_CLOEXEC) + bind",
             (Protocol::Udp, Step::Connect) => "connect (no handshake: sets a default peer)",
-            (Protocol::Udp, Step::Read) => "recvfrom",
-            (Protocol::Udp, Step::Write) => "sendto",
+            (Protocol::Udp, Step::RecvFrom) => "recvfrom(fd, buf, len, 0, &addr, &addrlen)",
+            (Protocol::Udp, Step::SendTo) => "sendto(fd, buf, len, 0, &addr, addrlen)",
             _ => "none",
         }
     }

@@ -50,7 +50,11 @@ fn check_lifecycle_order(events: &[Event], clients: usize, min_writes: usize) {
         .find(|(_, evs)| evs[0].side == Side::Server && evs[0].step == Step::Socket)
         .expect("a server socket() step");
     let seq = steps(listening.iter().copied());
-    assert_eq!(seq[..3], [Step::Socket, Step::Bind, Step::Listen], "{all:?}");
+    assert_eq!(
+        seq[..3],
+        [Step::Socket, Step::Bind, Step::Listen],
+        "{all:?}"
+    );
     assert!(
         seq[3..].iter().all(|s| *s == Step::Accept),
         "the listening socket only accepts after listen(): {seq:?}"
@@ -73,7 +77,11 @@ fn check_lifecycle_order(events: &[Event], clients: usize, min_writes: usize) {
             [Step::Socket, Step::Connect, Step::Established],
             "{seq:?}"
         );
-        assert_eq!(mine[1].peer, Some(server_addr), "connect() names the server");
+        assert_eq!(
+            mine[1].peer,
+            Some(server_addr),
+            "connect() names the server"
+        );
         let local = mine[2].local.expect("connected names our port");
         for e in &mine[2..] {
             assert_eq!((e.local, e.peer), (Some(local), Some(server_addr)), "{e:?}");
@@ -89,14 +97,21 @@ fn check_lifecycle_order(events: &[Event], clients: usize, min_writes: usize) {
         let writes = middle.iter().filter(|s| **s == Step::Write).count();
         assert!(writes >= min_writes, "client {local}: {seq:?}");
         let last_read = mine.iter().rev().find(|e| e.step == Step::Read);
-        assert_eq!(last_read.and_then(|e| e.bytes), Some(0), "ends at end of stream");
+        assert_eq!(
+            last_read.and_then(|e| e.bytes),
+            Some(0),
+            "ends at end of stream"
+        );
 
         // Its server side: accepted after our connect() began, no I/O before that.
         let accept = accepts
             .iter()
             .find(|a| a.peer == Some(local))
             .unwrap_or_else(|| panic!("no accept() for client {local}: {all:?}"));
-        assert!(accept.at > mine[1].at, "accept() of {local} before its connect() began");
+        assert!(
+            accept.at > mine[1].at,
+            "accept() of {local} before its connect() began"
+        );
         let theirs: Vec<&Event> = sockets
             .iter()
             .filter(|(id, evs)| evs[0].side == Side::Server && **id != listener)
@@ -108,7 +123,11 @@ fn check_lifecycle_order(events: &[Event], clients: usize, min_writes: usize) {
             theirs.iter().all(|e| e.at >= accept.at),
             "server side of {local} did I/O before accept(): {seq:?}"
         );
-        assert_eq!(seq.last(), Some(&Step::Close), "server side of {local}: {seq:?}");
+        assert_eq!(
+            seq.last(),
+            Some(&Step::Close),
+            "server side of {local}: {seq:?}"
+        );
         client_addrs.push(local);
     }
 
@@ -123,7 +142,10 @@ fn check_lifecycle_order(events: &[Event], clients: usize, min_writes: usize) {
                 && e.peer == Some(peer)
                 && e.detail.as_deref().is_some_and(|d| d.contains("wake-up"))
         });
-        assert!(labelled, "accept() of {peer}: no client, and not the wake-up call");
+        assert!(
+            labelled,
+            "accept() of {peer}: no client, and not the wake-up call"
+        );
     }
 }
 
