@@ -50,6 +50,14 @@ impl Protocol {
     }
 }
 
+/// The address family socket(2) is given for `addr`, as C names it.
+pub(crate) fn family(addr: &SocketAddr) -> &'static str {
+    match addr {
+        SocketAddr::V4(_) => "AF_INET",
+        SocketAddr::V6(_) => "AF_INET6",
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.scheme())

@@ -25,7 +25,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::endpoint::{Endpoint, Protocol};
+use crate::endpoint::{Endpoint, Protocol, family};
 use crate::error::{Error, ErrorKind};
 use crate::step::{Side, Step};
 use crate::tcp::connection::{Connection, Timeouts};
@@ -51,11 +51,7 @@ pub fn socket(server: SocketAddr, trace: &Trace) -> ClientSocket {
     trace.emit(|| {
         Event::new(id, Side::Client, Step::Socket, Protocol::Tcp).detail(format!(
             "SOCK_STREAM, {}, to reach {}",
-            if server.is_ipv4() {
-                "AF_INET"
-            } else {
-                "AF_INET6"
-            },
+            family(&server),
             Endpoint::from_addr(Protocol::Tcp, server)
         ))
     });

@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind};
 use crate::step::Step;
@@ -145,22 +145,16 @@ impl Recorder {
     /// # Errors
     /// [`ErrorKind::TimedOut`] if fewer than `count` finished within `timeout`.
     pub fn wait_for(&self, count: usize, timeout: Duration) -> Result<Vec<Recording>, Error> {
-        let deadline = Instant::now() + timeout;
-        let (_, changed) = &*self.shared;
-        let mut recordings = self.lock();
-        loop {
-            if recordings.iter().filter(|r| r.finished).count() >= count {
-                return Ok(recordings.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::new(Step::Read, ErrorKind::TimedOut));
-            }
-            recordings = changed
-                .wait_timeout(recordings, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+        let finished = |r: &Vec<Recording>| r.iter().filter(|r| r.finished).count();
+        let (recordings, _) = self
+            .shared
+            .1
+            .wait_timeout_while(self.lock(), timeout, |r| finished(r) < count)
+            .unwrap_or_else(PoisonError::into_inner);
+        if finished(&recordings) < count {
+            return Err(Error::new(Step::Read, ErrorKind::TimedOut));
         }
+        Ok(recordings.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Recording>> {

@@ -601,8 +601,7 @@ impl Server {
         let shared = self.shared.clone();
         shared.stopping.store(true, Ordering::SeqCst);
         self.stop_acceptor();
-        let deadline = Instant::now() + self.grace;
-        if !self.wait_until_idle(deadline) {
+        if !self.wait_until_idle(self.grace) {
             let (streams, waiting) = {
                 let mut room = shared.room();
                 room.cutting = true;
@@ -619,7 +618,7 @@ impl Server {
             }
             // A cut-off thread only has to notice and return; a floor on this wait
             // keeps a loaded machine from making a slow thread look stuck.
-            self.wait_until_idle(Instant::now() + self.grace.max(Duration::from_secs(1)));
+            self.wait_until_idle(self.grace.max(Duration::from_secs(1)));
         }
         let (threads, all_idle) = {
             let mut room = shared.room();
@@ -689,23 +688,15 @@ impl Server {
         self.shared.wake_known.notify_all();
     }
 
-    fn wait_until_idle(&self, deadline: Instant) -> bool {
-        let mut room = self.shared.room();
-        loop {
-            if room.serving == 0 && room.waiting.is_empty() {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            room = self
-                .shared
-                .finished
-                .wait_timeout(room, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+    /// Waits up to `timeout` for every connection, served or waiting, to finish.
+    fn wait_until_idle(&self, timeout: Duration) -> bool {
+        let busy = |room: &mut Room| room.serving > 0 || !room.waiting.is_empty();
+        let (mut room, _) = self
+            .shared
+            .finished
+            .wait_timeout_while(self.shared.room(), timeout, busy)
+            .unwrap_or_else(PoisonError::into_inner);
+        !busy(&mut room)
     }
 }
 

@@ -43,7 +43,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 
-use crate::endpoint::{Endpoint, Protocol};
+use crate::endpoint::{Endpoint, Protocol, family};
 use crate::error::Error;
 use crate::step::{Side, Step};
 use crate::tcp::connection::Connection;
@@ -69,11 +69,7 @@ pub fn socket(addr: SocketAddr, trace: &Trace) -> Socket {
     trace.emit(|| {
         Event::new(id, Side::Server, Step::Socket, Protocol::Tcp).detail(format!(
             "SOCK_STREAM, {}, for {}",
-            if addr.is_ipv4() {
-                "AF_INET"
-            } else {
-                "AF_INET6"
-            },
+            family(&addr),
             Endpoint::from_addr(Protocol::Tcp, addr)
         ))
     });

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind};
 use crate::step::Step;
@@ -104,23 +104,15 @@ impl Recorder {
     /// [`ErrorKind::TimedOut`] if fewer arrived within `timeout` — with UDP that
     /// may simply mean some were lost.
     pub fn wait_for(&self, count: usize, timeout: Duration) -> Result<Vec<Received>, Error> {
-        let deadline = Instant::now() + timeout;
-        let mut recorded = self.lock();
-        loop {
-            if recorded.kept.len() >= count {
-                return Ok(recorded.kept.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::new(Step::RecvFrom, ErrorKind::TimedOut));
-            }
-            recorded = self
-                .shared
-                .1
-                .wait_timeout(recorded, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+        let (recorded, _) = self
+            .shared
+            .1
+            .wait_timeout_while(self.lock(), timeout, |r| r.kept.len() < count)
+            .unwrap_or_else(PoisonError::into_inner);
+        if recorded.kept.len() < count {
+            return Err(Error::new(Step::RecvFrom, ErrorKind::TimedOut));
         }
+        Ok(recorded.kept.clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, Recorded> {

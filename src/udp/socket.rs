@@ -48,7 +48,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use crate::endpoint::{Endpoint, Protocol};
+use crate::endpoint::{Endpoint, Protocol, family};
 use crate::error::{Error, ErrorKind};
 use crate::step::{Side, Step};
 use crate::trace::{Event, SocketId, Trace};
@@ -80,11 +80,7 @@ pub fn socket(addr: SocketAddr, side: Side, trace: &Trace) -> Socket {
     trace.emit(|| {
         Event::new(id, side, Step::Socket, Protocol::Udp).detail(format!(
             "SOCK_DGRAM, {}, for {}",
-            if addr.is_ipv4() {
-                "AF_INET"
-            } else {
-                "AF_INET6"
-            },
+            family(&addr),
             Endpoint::from_addr(Protocol::Udp, addr)
         ))
     });
