@@ -72,12 +72,13 @@ pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
 
 /// How many bytes one `read()` asks the stream for, at most.
 ///
-/// 8 KiB is what std's `BufReader` uses by default: a few full-size Ethernet
+/// 8 KiB is what std's `BufReader` uses by default: several full-size Ethernet
 /// segments (about 1460 bytes of payload each), so a bulk transfer takes few
-/// system calls, yet small enough to live on the stack. It is also the most by
-/// which the reader's buffer can overshoot the maximum frame size: before a read
-/// the buffer holds at most one unfinished frame of at most `max` bytes (plus its
-/// header), and a read adds at most one chunk.
+/// system calls, while a connection that only ever sends short lines holds no
+/// more than 8 KiB of buffer. It is also the most by which the reader's buffer
+/// can overshoot the maximum frame size: before a read the buffer holds at most
+/// one unfinished frame of at most `max` bytes (plus its prefix, or a `'\r'`),
+/// and a read adds at most one chunk.
 const READ_CHUNK: usize = 8 * 1024;
 
 /// Length of the length prefix: a big-endian `u32`.
@@ -223,7 +224,8 @@ impl<R: Read> FrameReader<R> {
     /// socket: the peer shut down its sending side or closed).
     ///
     /// Underneath: as many `read()` calls as the frame needs (zero if it is already
-    /// buffered), each asking for at most 8 KiB.
+    /// buffered), each asking for at most 8 KiB. On a `TcpStream` each of them is
+    /// one `recvfrom(2)`, which blocks until at least one byte has arrived.
     ///
     /// # Errors
     ///
@@ -298,7 +300,9 @@ impl<R: Read> FrameReader<R> {
                 ));
             }
         };
-        let frame_len = LEN_PREFIX + len;
+        // Saturating: only a 16-bit or 32-bit target with `max` near `usize::MAX`
+        // could overflow here, and such a frame could never be buffered anyway.
+        let frame_len = LEN_PREFIX.saturating_add(len);
         while self.pending().len() < frame_len {
             if self.fill()? == 0 {
                 return self.end_of_stream();
@@ -330,6 +334,7 @@ impl<R: Read> FrameReader<R> {
         }
         self.make_room();
 
+        // In bounds: make_room has just made `buf` at least `end + READ_CHUNK` long.
         let room = &mut self.buf[self.end..self.end + READ_CHUNK];
         let n = loop {
             match self.inner.read(room) {
@@ -461,13 +466,13 @@ impl<W: Write> FrameWriter<W> {
     /// Writes `msg` as one frame, then flushes.
     ///
     /// Underneath: the frame (prefix or newline included) is built in memory
-    /// first and handed over with one `write_all`, which is normally one
-    /// `write(2)`. Writing the prefix and the body separately would be two small
-    /// writes in a row, the pattern where Nagle's algorithm on our side and
-    /// delayed ACKs on the peer's stall the body for tens of milliseconds. Note
-    /// that `write_all` may still need several `write(2)` calls for a large frame,
-    /// so two threads writing to one stream can still interleave: share a
-    /// `FrameWriter` behind a `Mutex`, not the stream.
+    /// first and handed over with one `write_all`, which on a `TcpStream` is
+    /// normally one `sendto(2)`. Writing the prefix and the body separately
+    /// would be two small writes in a row, the pattern where Nagle's algorithm
+    /// on our side and delayed ACKs on the peer's stall the body for tens of
+    /// milliseconds. Note that `write_all` may still need several calls for a
+    /// large frame, so two threads writing to one stream can still interleave:
+    /// share a `FrameWriter` behind a `Mutex`, not the stream.
     ///
     /// # Errors
     ///
