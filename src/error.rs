@@ -276,7 +276,12 @@ fn classify(step: Step, e: &io::Error) -> ErrorKind {
         io::ErrorKind::TimedOut => ErrorKind::TimedOut,
         // A socket read/write timeout (SO_RCVTIMEO/SO_SNDTIMEO) surfaces as EAGAIN,
         // which std calls WouldBlock; on a blocking socket it can only mean "timed out".
-        io::ErrorKind::WouldBlock if matches!(step, Step::Read | Step::Write | Step::Frame) => {
+        io::ErrorKind::WouldBlock
+            if matches!(
+                step,
+                Step::Read | Step::Write | Step::Frame | Step::RecvFrom | Step::SendTo
+            ) =>
+        {
             ErrorKind::TimedOut
         }
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {

@@ -63,9 +63,13 @@ pub const MAX_PAYLOAD_V4: usize = 65_507;
 pub const MAX_PAYLOAD_V6: usize = 65_527;
 
 /// The largest payload one datagram can carry to or from `addr`'s family.
+///
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) counts as IPv4: an IPv6
+/// socket reaches it with IPv4 packets, so the IPv4 limit applies.
 pub fn max_payload(addr: &SocketAddr) -> usize {
     match addr {
         SocketAddr::V4(_) => MAX_PAYLOAD_V4,
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => MAX_PAYLOAD_V4,
         SocketAddr::V6(_) => MAX_PAYLOAD_V6,
     }
 }
@@ -138,6 +142,7 @@ impl Socket {
                 side: self.side,
                 socket,
                 local,
+                peer: None,
                 trace: self.trace,
             },
         })
@@ -166,7 +171,8 @@ impl Bound {
     /// `Ok` means the kernel took the datagram — not that it arrived. If it is
     /// lost on the way, nobody is told: that is UDP.
     ///
-    /// Underneath: sendto(fd, buf, len, 0, &to, addrlen).
+    /// Underneath: sendto(fd, buf, len, MSG_NOSIGNAL, &to, addrlen) — std passes
+    /// MSG_NOSIGNAL on every socket send, UDP too.
     ///
     /// # Errors
     /// [`ErrorKind::DatagramTooLarge`] when `payload` is over [`max_payload`], before
@@ -221,10 +227,11 @@ impl Bound {
     /// # Errors
     /// The OS error, for example when `peer`'s family differs from the socket's.
     pub fn connect(self, peer: SocketAddr) -> Result<Connected, Error> {
-        let d = self.inner;
+        let mut d = self.inner;
         d.socket.connect(peer).map_err(|e| {
             Error::io(Step::Connect, e).at(Endpoint::from_addr(Protocol::Udp, peer))
         })?;
+        d.peer = Some(peer);
         d.trace.emit(|| {
             Event::new(d.id, d.side, Step::Connect, Protocol::Udp)
                 .local(d.local)
@@ -303,6 +310,9 @@ struct Datagrams {
     side: Side,
     socket: UdpSocket,
     local: SocketAddr,
+    /// The fixed peer once connected: what errors then name, since the hint of
+    /// a refusal ("nothing is listening there") is about the peer, not us.
+    peer: Option<SocketAddr>,
     trace: Trace,
 }
 
@@ -313,8 +323,11 @@ impl Datagrams {
 
     /// Sends one datagram, to `to` or (connected) to the fixed peer.
     fn send(&self, payload: &[u8], to: Option<SocketAddr>) -> Result<(), Error> {
-        let max = max_payload(&self.local);
-        let target = to.map_or_else(|| self.endpoint(self.local), |t| self.endpoint(t));
+        // The destination decides the limit: an IPv6 socket sending to an
+        // IPv4-mapped address is held to IPv4's.
+        let dest = to.or(self.peer).unwrap_or(self.local);
+        let max = max_payload(&dest);
+        let target = self.endpoint(dest);
         let too_large = |len| {
             Error::new(Step::SendTo, ErrorKind::DatagramTooLarge { len, max }).at(target.clone())
         };
@@ -398,7 +411,10 @@ impl Datagrams {
         loop {
             match self.socket.recv_from(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(Step::RecvFrom, e).at(self.endpoint(self.local))),
+                Err(e) => {
+                    let error = Error::io(Step::RecvFrom, e);
+                    return Err(error.at(self.endpoint(self.peer.unwrap_or(self.local))));
+                }
                 Ok(got) => return Ok(got),
             }
         }
@@ -425,6 +441,7 @@ impl Datagrams {
                 .try_clone()
                 .map_err(|e| Error::io(Step::Socket, e).at(self.endpoint(self.local)))?,
             local: self.local,
+            peer: self.peer,
             trace: self.trace.clone(),
         })
     }
