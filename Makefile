@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run walk-tcp walk-tcp-slow test lint fmt check doc clean
+.PHONY: run walk-tcp walk-tcp-slow walk-udp walk-udp-slow bench test lint fmt check doc clean
 
 ## run: the TCP walkthrough on loopback (server and client, every step printed)
 run: walk-tcp
@@ -13,6 +13,19 @@ walk-tcp:
 ## walk-tcp-slow: the same, pausing after each step so you can follow along
 walk-tcp-slow:
 	$(CARGO) run --quiet -- walk tcp --slow
+
+## walk-udp: the UDP walkthrough: the datagram socket's steps, then 1,000 datagrams through a lossy relay
+walk-udp:
+	$(CARGO) run --quiet -- walk udp
+
+## walk-udp-slow: the same, pausing after each step of the lifecycle part
+walk-udp-slow:
+	$(CARGO) run --quiet -- walk udp --slow
+
+## bench: raw UDP, the reliable channel and TCP through 0-20% loss (optimised build; a minute or two;
+##        as root with ip and nft the kernel loses the packets, otherwise the relay does and TCP is skipped)
+bench:
+	$(CARGO) run --release -- bench loss
 
 ## test: formatting, lints, then every unit, integration, property and doc test
 test: lint

@@ -16,6 +16,8 @@
 //!   → shutdown/close), [`tcp::connection`] (the connected socket both sides hold),
 //!   [`tcp::handlers`] (echo, sink, recorder) and [`tcp::framing`] (messages on a byte stream).
 //! - [`walk`] — the step-by-step walkthroughs behind `sockstep walk …`.
+//! - [`bench`](mod@bench) — measurements behind `sockstep bench …`: [`bench::loss`] puts raw UDP,
+//!   the reliable channel and TCP through the same packet loss.
 //! - [`cli`] — the `sockstep` command line: words parsed into a [`cli::Command`], then run.
 //!
 //! ```
@@ -37,6 +39,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod endpoint;
 pub mod error;

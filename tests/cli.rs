@@ -6,7 +6,7 @@
 //! child fails its test instead of hanging the suite.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
@@ -108,7 +108,28 @@ impl Listener {
     fn start_with_stdin(extra: &[&str], stdin: Stdio) -> Listener {
         let mut args = vec!["tcp", "listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = sockstep(&args)
+        let (listener, rest) = Listener::spawn(&args, stdin, "listening on tcp://127.0.0.1:");
+        assert!(
+            rest.ends_with("served, 64 waiting; press Enter to stop)"),
+            "{rest:?}"
+        );
+        listener
+    }
+
+    /// Starts `udp listen 127.0.0.1:0 <extra>` and waits for its "listening on" line.
+    fn start_udp(extra: &[&str]) -> Listener {
+        let mut args = vec!["udp", "listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let (listener, rest) =
+            Listener::spawn(&args, Stdio::piped(), "listening on udp://127.0.0.1:");
+        assert!(rest.ends_with("; press Enter to stop)"), "{rest:?}");
+        listener
+    }
+
+    /// Starts `sockstep <args>` and waits for the stdout line that starts with
+    /// `announce` followed by the port; returns it and the rest of that line.
+    fn spawn(args: &[&str], stdin: Stdio, announce: &str) -> (Listener, String) {
+        let mut child = sockstep(args)
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -133,16 +154,13 @@ impl Listener {
         };
         loop {
             let line = listener.next_line();
-            if let Some(rest) = line.strip_prefix("listening on tcp://127.0.0.1:") {
+            if let Some(rest) = line.strip_prefix(announce) {
                 let port = rest.split(' ').next().unwrap_or_default();
                 listener.port = port
                     .parse()
                     .unwrap_or_else(|_| panic!("no port in {line:?}"));
-                assert!(
-                    rest.ends_with("served, 64 waiting; press Enter to stop)"),
-                    "{line:?}"
-                );
-                return listener;
+                let rest = rest.to_string();
+                return (listener, rest);
             }
             listener.before.push(line);
         }
@@ -245,11 +263,45 @@ fn help_at_every_level_exits_0_and_names_the_flags() {
     let cases: &[(&[&str], &[&str])] = &[
         (
             &["--help"],
-            &["walk tcp", "tcp listen", "tcp connect", "--version"],
+            &[
+                "walk tcp",
+                "walk udp",
+                "tcp listen",
+                "tcp connect",
+                "udp listen",
+                "udp send",
+                "udp relay",
+                "bench loss",
+                "--version",
+            ],
         ),
+        (&["bench", "--help"], &["bench loss"]),
+        (&["bench", "loss", "--help"], &["--json", "--quick"]),
         (&["-h"], &["walk tcp"]),
-        (&["walk", "--help"], &["walk tcp"]),
+        (&["walk", "--help"], &["walk tcp", "walk udp"]),
         (&["walk", "tcp", "--help"], &["--slow"]),
+        (&["walk", "udp", "--help"], &["--slow"]),
+        (&["udp", "--help"], &["listen", "send", "relay"]),
+        (
+            &["udp", "listen", "--help"],
+            &["--echo", "--record", "--for", "--trace"],
+        ),
+        (&["udp", "send", "-h"], &["--timeout", "--trace"]),
+        (
+            &["udp", "relay", "--help"],
+            &[
+                "--listen ADDR",
+                "--to ADDR",
+                "--loss P",
+                "--duplicate P",
+                "--reorder P",
+                "--delay DUR",
+                "--jitter DUR",
+                "--burst P,R",
+                "--seed N",
+                "--for SECS",
+            ],
+        ),
         (&["tcp", "--help"], &["listen", "connect"]),
         (
             &["tcp", "listen", "--help"],
@@ -319,6 +371,77 @@ fn bad_usage_exits_2_with_one_line_and_where_to_read_more() {
             "unexpected argument '127.0.0.1:2'",
         ),
         (&["tcp", "connect", "127.0.0.1"], "bad ADDR"),
+        (&["walk", "udp", "--fast"], "unknown option '--fast'"),
+        (&["bench"], "missing the benchmark"),
+        (&["bench", "loss", "--slow"], "unknown option '--slow'"),
+        (&["udp"], "missing the verb"),
+        (&["udp", "bind", "127.0.0.1:0"], "unknown verb 'bind'"),
+        (&["udp", "listen", "tcp://127.0.0.1:0"], "is a tcp endpoint"),
+        (
+            &["udp", "listen", "127.0.0.1:0", "--echo", "--record"],
+            "choose one of --echo and --record",
+        ),
+        (
+            &["udp", "send", "127.0.0.1:9", "--timeout=0"],
+            "--timeout must be a number of seconds above 0",
+        ),
+        (
+            &["udp", "relay", "--listen", "127.0.0.1:0"],
+            "missing --to ADDR",
+        ),
+        (
+            &["udp", "relay", "--to", "127.0.0.1:9"],
+            "missing --listen ADDR",
+        ),
+        (
+            &[
+                "udp",
+                "relay",
+                "--listen",
+                "127.0.0.1:0",
+                "--to",
+                "127.0.0.1:9",
+                "--loss",
+                "1.5",
+            ],
+            "--loss must be a probability from 0 to 1",
+        ),
+        (
+            &[
+                "udp",
+                "relay",
+                "--listen",
+                "127.0.0.1:0",
+                "--to",
+                "127.0.0.1:9",
+                "--delay",
+                "5parsecs",
+            ],
+            "--delay must be a duration",
+        ),
+        (
+            &[
+                "udp",
+                "relay",
+                "--listen=127.0.0.1:0",
+                "--to=127.0.0.1:9",
+                "--burst=0.5",
+            ],
+            "--burst must be two probabilities",
+        ),
+        (
+            &[
+                "udp",
+                "relay",
+                "--listen",
+                "127.0.0.1:0",
+                "--to",
+                "127.0.0.1:9",
+                "--seed",
+                "-1",
+            ],
+            "--seed must be a whole number",
+        ),
     ];
     for (args, message) in cases {
         let done = run(args, b"");
@@ -529,4 +652,187 @@ fn nc_gets_its_echo_back() {
     let (code, stderr) = listener.stop();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("accepted 1"), "{stderr}");
+}
+
+// --- UDP -----------------------------------------------------------------------
+
+/// A UDP port on 127.0.0.1 where nothing is bound (right now): bind port 0,
+/// note the port, close the socket.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn walk_udp_prints_numbered_steps_then_the_loss_summary_and_finishes() {
+    let done = run(&["walk", "udp"], b"");
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert!(done.stderr.is_empty(), "{done:?}");
+    assert_in_order(
+        &done.stdout,
+        &[
+            "== 1. Server",
+            "server 1 socket()",
+            "server 2 bind()",
+            "== 2. Client",
+            "client 1 socket()",
+            "client   bind()",
+            "port 0 asked",
+            "== 3. Client send_to()",
+            "client 4 send_to()",
+            "== 4. Server recv_from()",
+            "server   recv_from()",
+            "client 2 connect()",
+            "and none came",
+            "65,507 bytes sent, 65,507 received",
+            "a datagram of 65508 bytes is over the limit of 65507",
+            "truncated: did not fit 16 bytes",
+            "== 10. close()",
+            "== Part 2",
+            "1000 sends, 0 errors",
+            "never arrived (",
+            "came twice (",
+            "came out of order",
+            "relay:    received 1000, dropped ",
+        ],
+    );
+}
+
+#[test]
+fn udp_send_prints_the_echo_and_enter_stops_the_listener_with_its_counts() {
+    let mut listener = Listener::start_udp(&["--echo"]);
+    let done = run(&["udp", "send", &listener.addr()], b"hello\n");
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert_eq!(done.stdout, "hello\n");
+    assert!(
+        done.stderr.contains("port 0 asked; the OS chose"),
+        "{done:?}"
+    );
+    let (code, stderr) = listener.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("received 1, replied 1, errors 0, panics 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn udp_send_without_a_reply_exits_0_and_record_prints_what_arrived() {
+    let mut listener = Listener::start_udp(&["--record"]);
+    let done = run(
+        &["udp", "send", &listener.addr(), "--timeout", "0.2"],
+        "quiet, 안녕\n".as_bytes(),
+    );
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert_eq!(done.stdout, "", "--record answers nothing");
+    assert!(
+        done.stderr
+            .contains("no reply within 0.2 s (UDP does not tell whether it was lost)"),
+        "{done:?}"
+    );
+    let line = listener.next_line();
+    assert!(line.starts_with("udp://"), "{line}");
+    assert!(line.ends_with(": 13 bytes: \"quiet, 안녕\""), "{line}");
+    assert_eq!(listener.stop().0, Some(0));
+}
+
+#[test]
+fn udp_send_where_nothing_is_bound_exits_1_on_the_icmp_refusal() {
+    let port = free_udp_port();
+    let done = run(
+        &["udp", "send", &format!("127.0.0.1:{port}"), "--timeout=2"],
+        b"anyone?\n",
+    );
+    assert_eq!(done.code, Some(1), "{done:?}");
+    assert!(done.stderr.contains("connection refused"), "{done:?}");
+    assert!(
+        done.stderr.contains(&format!("udp://127.0.0.1:{port}")),
+        "{done:?}"
+    );
+}
+
+#[test]
+fn udp_listen_stops_by_itself_after_for_secs_even_with_stdin_closed() {
+    let (mut listener, _) = Listener::spawn(
+        &["udp", "listen", "127.0.0.1:0", "--for", "0.5"],
+        Stdio::null(),
+        "listening on udp://127.0.0.1:",
+    );
+    let (code, stderr) = listener.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopped: received 0"), "{stderr}");
+}
+
+#[test]
+fn udp_relay_without_loss_passes_a_datagram_on_and_counts_it() {
+    let mut server = Listener::start_udp(&["--record"]);
+    let (mut relay, rest) = Listener::spawn(
+        &[
+            "udp",
+            "relay",
+            "--listen",
+            "127.0.0.1:0",
+            "--to",
+            &server.addr(),
+            "--loss",
+            "0",
+        ],
+        Stdio::piped(),
+        "relaying udp://127.0.0.1:",
+    );
+    assert!(
+        rest.contains(&format!("-> udp://{} (loss 0%", server.addr())),
+        "{rest}"
+    );
+    assert!(rest.ends_with("both ways; press Enter to stop)"), "{rest}");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .send_to(b"through the relay", ("127.0.0.1", relay.port))
+        .unwrap();
+    let line = server.next_line();
+    assert!(
+        line.ends_with(": 17 bytes: \"through the relay\""),
+        "{line}"
+    );
+    let (code, stderr) = relay.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("client → upstream: received 1, dropped 0, forwarded 1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("clients 1"), "{stderr}");
+    assert_eq!(server.stop().0, Some(0));
+}
+
+const PYTHON_UDP_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(20)
+s.sendto("hello from python, 안녕".encode(), ("127.0.0.1", int(sys.argv[1])))
+data, sender = s.recvfrom(65535)
+sys.stdout.write(data.decode() + "\n")
+"#;
+
+#[test]
+fn python_udp_socket_gets_its_datagram_echoed() {
+    if !probe("python3", &["-c", "import socket"]).is_some_and(|s| s.success()) {
+        skipped(
+            "python_udp_socket_gets_its_datagram_echoed",
+            "no working python3 on PATH",
+        );
+        return;
+    }
+    let mut listener = Listener::start_udp(&["--echo"]);
+    let mut python = Command::new("python3");
+    python.args(["-c", PYTHON_UDP_CLIENT, &listener.port.to_string()]);
+    python.env("PYTHONIOENCODING", "utf-8");
+    let done = run_command(python, b"");
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert_eq!(done.stdout, "hello from python, 안녕\n");
+    let (code, stderr) = listener.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("received 1, replied 1"), "{stderr}");
 }

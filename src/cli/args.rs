@@ -147,6 +147,65 @@ pub fn is_help(word: &str) -> bool {
     word == "--help" || word == "-h"
 }
 
+/// Whether `text` is a plain decimal: digits with at most one point, and at
+/// least one digit. f64's own parser would also take "inf", "NaN", "1e3" and "-1".
+fn is_plain_decimal(text: &str) -> bool {
+    text.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && text.chars().filter(|&c| c == '.').count() <= 1
+        && text.chars().any(|c| c.is_ascii_digit())
+}
+
+/// The units a duration may be written in, longest suffix first so `ms` is not
+/// read as `s`, with their length in nanoseconds.
+const DURATION_UNITS: [(&str, u128); 4] = [
+    ("us", 1_000),
+    ("µs", 1_000),
+    ("ms", 1_000_000),
+    ("s", 1_000_000_000),
+];
+
+/// Reads a duration written with its unit: `250us` (or `250µs`), `5ms`, `1.5s`.
+/// A bare number is refused: "5" could mean seconds or milliseconds, and a
+/// delay off by a factor of 1,000 is not a typo anyone should have to debug.
+/// Exact to the nanosecond (no floating point); digits past it are dropped.
+///
+/// ```text
+/// "250us" → 250 µs    "1.5ms" → 1,500 µs    "2s" → 2 s    "5" → None    "5parsecs" → None
+/// ```
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let (number, unit_nanos) = DURATION_UNITS
+        .iter()
+        .find_map(|(unit, nanos)| text.strip_suffix(unit).map(|n| (n, *nanos)))?;
+    if !is_plain_decimal(number) {
+        return None;
+    }
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    // 30 digits of u128 arithmetic cannot overflow (10^30 × 10^9 < 2^128) and
+    // reach far past any duration a u64 of seconds can hold.
+    if whole.len() + fraction.len() > 30 {
+        return None;
+    }
+    let digits: u128 = format!("{whole}{fraction}").parse().ok()?;
+    let nanos = digits * unit_nanos / 10u128.pow(fraction.len() as u32);
+    let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+    // The remainder of a division by 10^9 is below 10^9, so it fits a u32.
+    Some(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+}
+
+/// Reads a probability: a fraction from 0 to 1 (`0.1`) or a percentage from 0%
+/// to 100% (`10%`, `12.5%`).
+pub fn parse_probability(text: &str) -> Option<f64> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(number) => (number, 100.0),
+        None => (text, 1.0),
+    };
+    if !is_plain_decimal(number) {
+        return None;
+    }
+    let p = number.parse::<f64>().ok()? / scale;
+    (0.0..=1.0).contains(&p).then_some(p)
+}
+
 impl Parsed {
     /// The `index`th positional. [`parse`] made sure every one the spec names is there.
     pub fn positional(&self, index: usize) -> &str {
@@ -200,15 +259,47 @@ impl Parsed {
         let Some(text) = self.value(name) else {
             return Ok(None);
         };
-        // Plain decimals only: f64's parser would also take "inf", "NaN" and "1e3".
-        let plain = text.chars().all(|c| c.is_ascii_digit() || c == '.')
-            && text.chars().filter(|&c| c == '.').count() <= 1
-            && text.chars().any(|c| c.is_ascii_digit());
-        let seconds = text.parse::<f64>().ok().filter(|_| plain);
+        let seconds = text.parse::<f64>().ok().filter(|_| is_plain_decimal(text));
         match seconds {
             Some(s) if s > 0.0 && s <= MAX_SECONDS as f64 => Ok(Some(Duration::from_secs_f64(s))),
             _ => Err(self.error(format!(
                 "{name} must be a number of seconds above 0 and at most {MAX_SECONDS} (e.g. 30 or 0.5), not '{text}'"
+            ))),
+        }
+    }
+
+    /// Option `name` as a duration with its unit (`250us`, `5ms`, `1.5s`), from
+    /// zero up to `max`, or `None` when not given.
+    ///
+    /// # Errors
+    /// A [`Usage`] error naming the flag, the units and the maximum when the
+    /// value has no unit or an unknown one, is not a plain decimal, or is too long.
+    pub fn duration(&self, name: &str, max: Duration) -> Result<Option<Duration>, Usage> {
+        let Some(text) = self.value(name) else {
+            return Ok(None);
+        };
+        match parse_duration(text) {
+            Some(d) if d <= max => Ok(Some(d)),
+            _ => Err(self.error(format!(
+                "{name} must be a duration from 0 to {max:?} with its unit (us, ms or s), as 250us, 5ms or 2s, not '{text}'"
+            ))),
+        }
+    }
+
+    /// Option `name` as a probability from 0 to 1, written as a fraction (`0.1`)
+    /// or a percentage (`10%`), or `None` when not given.
+    ///
+    /// # Errors
+    /// A [`Usage`] error naming the flag when the value is not a plain decimal
+    /// or is outside 0..1 (0%..100%).
+    pub fn probability(&self, name: &str) -> Result<Option<f64>, Usage> {
+        let Some(text) = self.value(name) else {
+            return Ok(None);
+        };
+        match parse_probability(text) {
+            Some(p) => Ok(Some(p)),
+            None => Err(self.error(format!(
+                "{name} must be a probability from 0 to 1, as 0.1 or 10%, not '{text}'"
             ))),
         }
     }
@@ -373,6 +464,97 @@ mod tests {
             );
             assert!(e.message.ends_with(&format!("not '{bad}'")), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn durations_need_their_unit_and_are_exact() {
+        let cases = [
+            ("250us", Duration::from_micros(250)),
+            ("250µs", Duration::from_micros(250)),
+            ("5ms", Duration::from_millis(5)),
+            ("1.5ms", Duration::from_micros(1_500)),
+            ("2s", Duration::from_secs(2)),
+            ("0.25s", Duration::from_millis(250)),
+            ("0ms", Duration::ZERO),
+            (".5s", Duration::from_millis(500)),
+            ("0.0000000019s", Duration::from_nanos(1)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), Some(expected), "{text}");
+        }
+        for bad in [
+            "5",
+            "5parsecs",
+            "ms",
+            "-5ms",
+            "5 ms",
+            "1e3ms",
+            "inf s",
+            "5m",
+            "5ns",
+            "1.2.3s",
+            "",
+            "99999999999999999999999s",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_duration_flag_names_the_units_and_its_maximum() {
+        let spec = Spec {
+            options: &[("--delay", "DUR")],
+            ..SPEC
+        };
+        let p = |line: &str| parse(&spec, &words(line)).unwrap();
+        let max = Duration::from_secs(30);
+        assert_eq!(
+            p("a --delay=5ms").duration("--delay", max),
+            Ok(Some(Duration::from_millis(5)))
+        );
+        assert_eq!(p("a").duration("--delay", max), Ok(None));
+        for bad in ["5parsecs", "31s"] {
+            let e = p(&format!("a --delay {bad}"))
+                .duration("--delay", max)
+                .unwrap_err();
+            assert_eq!(
+                e.message,
+                format!(
+                    "--delay must be a duration from 0 to 30s with its unit (us, ms or s), as 250us, 5ms or 2s, not '{bad}'"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn probabilities_are_fractions_or_percentages_from_0_to_1() {
+        for (text, expected) in [
+            ("0", 0.0),
+            ("1", 1.0),
+            ("0.1", 0.1),
+            ("10%", 0.1),
+            ("12.5%", 0.125),
+            ("100%", 1.0),
+        ] {
+            assert_eq!(parse_probability(text), Some(expected), "{text}");
+        }
+        for bad in [
+            "1.5", "101%", "-0.1", "NaN", "inf", "1e-1", "%", "10%%", "ten", "",
+        ] {
+            assert_eq!(parse_probability(bad), None, "{bad:?}");
+        }
+        let spec = Spec {
+            options: &[("--loss", "P")],
+            ..SPEC
+        };
+        let e = parse(&spec, &words("a --loss 1.5"))
+            .unwrap()
+            .probability("--loss")
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "--loss must be a probability from 0 to 1, as 0.1 or 10%, not '1.5'"
+        );
     }
 
     #[test]

@@ -7,15 +7,19 @@
 //!
 //! | status | meaning |
 //! |---|---|
-//! | 0 | done (for `tcp listen`: stopped as asked) |
+//! | 0 | done (for a server or relay: stopped as asked; for `udp send`: even if no reply came) |
 //! | 1 ([`EXIT_FAILURE`]) | a socket step failed; stderr names it, the endpoint, and a hint |
 //! | 2 ([`EXIT_USAGE`]) | the command line was not understood; stderr says why in one line |
 //!
-//! One file per verb group: `walk.rs` (`sockstep walk tcp`), `tcp.rs`
-//! (`sockstep tcp listen|connect`); `args.rs` is the small parser they share.
+//! One file per verb group: `walk.rs` (`sockstep walk tcp|udp`), `tcp.rs`
+//! (`sockstep tcp listen|connect`), `udp.rs` (`sockstep udp
+//! listen|send|relay`), `bench.rs` (`sockstep bench loss`); `args.rs` is the
+//! small parser they share.
 
 mod args;
+mod bench;
 mod tcp;
+mod udp;
 mod walk;
 
 use std::ffi::OsString;
@@ -24,6 +28,7 @@ use std::process::ExitCode;
 
 pub use args::Usage;
 pub use tcp::{Connect, HandlerChoice, Listen};
+pub use udp::{UdpHandlerChoice, UdpListen, UdpRelay, UdpSend};
 
 use crate::error::Error;
 
@@ -40,13 +45,23 @@ sockstep — socket communication, one step at a time
 Usage:
   sockstep walk tcp [--slow]         watch a TCP server and client talk on loopback,
                                      every step printed as it happens
+  sockstep walk udp [--slow]         the same for UDP, then 1,000 datagrams through
+                                     a link that loses some without a word
   sockstep tcp listen ADDR [...]     run a TCP server: --echo, --sink or --record
   sockstep tcp connect ADDR [...]    talk to a TCP server, like nc: stdin to it,
                                      its replies to stdout
+  sockstep udp listen ADDR [...]     run a UDP server: --echo or --record
+  sockstep udp send ADDR [...]       send each line of stdin as one datagram,
+                                     print the replies
+  sockstep udp relay --listen ADDR --to ADDR [...]
+                                     pass datagrams on, losing, duplicating,
+                                     reordering and delaying them on purpose
+  sockstep bench loss [--json]       UDP, a reliable channel over UDP, and TCP
+                                     through the same loss: what TCP buys, measured
   sockstep --help | --version
 
-ADDR is IP:PORT, [IPv6]:PORT or tcp://HOST:PORT; port 0 lets the OS choose.
-Every verb has its own help: 'sockstep tcp listen --help'.
+ADDR is IP:PORT, [IPv6]:PORT, tcp://HOST:PORT or udp://HOST:PORT; port 0 lets
+the OS choose. Every verb has its own help: 'sockstep udp relay --help'.
 
 Exit status: 0 done; 1 a socket step failed (the message names the step, the
 endpoint and what to do); 2 the command line was not understood.
@@ -64,10 +79,28 @@ pub enum Command {
         /// Pause after each step (`--slow`).
         slow: bool,
     },
+    /// `sockstep walk udp [--slow]`.
+    WalkUdp {
+        /// Pause after each step of the lifecycle part (`--slow`).
+        slow: bool,
+    },
     /// `sockstep tcp listen ADDR …`.
     TcpListen(Listen),
     /// `sockstep tcp connect ADDR …`.
     TcpConnect(Connect),
+    /// `sockstep udp listen ADDR …`.
+    UdpListen(UdpListen),
+    /// `sockstep udp send ADDR …`.
+    UdpSend(UdpSend),
+    /// `sockstep udp relay --listen ADDR --to ADDR …`.
+    UdpRelay(UdpRelay),
+    /// `sockstep bench loss [--json] [--quick]`.
+    BenchLoss {
+        /// Print only a JSON document (`--json`).
+        json: bool,
+        /// One pass, small transfers (`--quick`).
+        quick: bool,
+    },
 }
 
 /// Understands the words after the program name.
@@ -83,17 +116,22 @@ pub enum Command {
 /// ```
 pub fn parse(words: &[String]) -> Result<Command, Usage> {
     match words {
-        [] => Err(Usage::new("sockstep", "missing a command (walk or tcp)")),
+        [] => Err(Usage::new(
+            "sockstep",
+            "missing a command (walk, tcp, udp or bench)",
+        )),
         [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
         [first] if first == "--version" || first == "-V" => Ok(Command::Version),
         [group, rest @ ..] if group == "walk" => walk::parse(rest),
         [group, rest @ ..] if group == "tcp" => tcp::parse(rest),
+        [group, rest @ ..] if group == "udp" => udp::parse(rest),
+        [group, rest @ ..] if group == "bench" => bench::parse(rest),
         [first, ..] if first.starts_with('-') => {
             Err(Usage::new("sockstep", format!("unknown option '{first}'")))
         }
         [other, ..] => Err(Usage::new(
             "sockstep",
-            format!("unknown command '{other}' (there are: walk, tcp)"),
+            format!("unknown command '{other}' (there are: walk, tcp, udp, bench)"),
         )),
     }
 }
@@ -107,8 +145,13 @@ pub fn execute(command: Command) -> Result<(), Error> {
         Command::Help(text) => print(&text),
         Command::Version => print(&format!("sockstep {}\n", env!("CARGO_PKG_VERSION"))),
         Command::WalkTcp { slow } => walk::tcp(slow)?,
+        Command::WalkUdp { slow } => walk::udp(slow)?,
         Command::TcpListen(listen) => tcp::listen(&listen)?,
         Command::TcpConnect(connect) => tcp::connect(&connect)?,
+        Command::UdpListen(listen) => udp::listen(&listen)?,
+        Command::UdpSend(send) => udp::send(&send)?,
+        Command::UdpRelay(relay) => udp::relay(&relay)?,
+        Command::BenchLoss { json, quick } => bench::loss(json, quick)?,
     }
     Ok(())
 }
@@ -149,6 +192,7 @@ mod tests {
     use crate::endpoint::Endpoint;
     use crate::tcp::connection::DEFAULT_TIMEOUT;
     use crate::tcp::serve::{BACKLOG_CEILING, MAX_CONNECTIONS_CEILING};
+    use crate::udp::faults::{FaultConfig, GilbertElliott};
     use std::time::Duration;
 
     fn words(line: &str) -> Vec<String> {
@@ -200,7 +244,8 @@ mod tests {
         assert_eq!(command("walk tcp"), Command::WalkTcp { slow: false });
         assert_eq!(command("walk tcp --slow"), Command::WalkTcp { slow: true });
         assert_eq!(usage("walk tcp --fast").message, "unknown option '--fast'");
-        assert_eq!(usage("walk udp").command, "sockstep walk");
+        assert_eq!(command("walk udp --slow"), Command::WalkUdp { slow: true });
+        assert_eq!(usage("walk sctp").command, "sockstep walk");
         assert_eq!(usage("walk").command, "sockstep walk");
     }
 
@@ -340,6 +385,155 @@ mod tests {
             usage("tcp connect 127.0.0.1:1 --timeout 0")
                 .message
                 .starts_with("--timeout must be")
+        );
+    }
+
+    #[test]
+    fn udp_listen_echoes_by_default_and_reads_its_flags() {
+        assert_eq!(
+            command("udp listen 127.0.0.1:9000"),
+            Command::UdpListen(UdpListen {
+                endpoint: "udp://127.0.0.1:9000".parse().unwrap(),
+                handler: UdpHandlerChoice::Echo,
+                run_for: None,
+                trace: false,
+            })
+        );
+        assert_eq!(
+            command("udp listen udp://[::1]:0 --record --for=1.5 --trace"),
+            Command::UdpListen(UdpListen {
+                endpoint: "udp://[::1]:0".parse().unwrap(),
+                handler: UdpHandlerChoice::Record,
+                run_for: Some(Duration::from_millis(1_500)),
+                trace: true,
+            })
+        );
+        assert_eq!(
+            usage("udp listen 127.0.0.1:1 --sink").message,
+            "unknown option '--sink'"
+        );
+    }
+
+    #[test]
+    fn udp_send_waits_one_second_for_a_reply_by_default() {
+        assert_eq!(
+            command("udp send localhost:9000"),
+            Command::UdpSend(UdpSend {
+                endpoint: "udp://localhost:9000".parse().unwrap(),
+                timeout: Duration::from_secs(1),
+                trace: false,
+            })
+        );
+        let Command::UdpSend(s) = command("udp send 127.0.0.1:1 --timeout 0.1 --trace") else {
+            panic!("not a send");
+        };
+        assert_eq!((s.timeout, s.trace), (Duration::from_millis(100), true));
+    }
+
+    #[test]
+    fn udp_relay_reads_every_fault_in_either_form() {
+        let line = "udp relay --listen 127.0.0.1:0 --to=udp://[::1]:9 --loss 10% --duplicate=0.02 \
+                    --reorder 5% --delay 5ms --jitter=250us --burst 1%,25% --seed 42 --for 3";
+        let Command::UdpRelay(r) = command(line) else {
+            panic!("not a relay");
+        };
+        assert_eq!(r.listen, "udp://127.0.0.1:0".parse::<Endpoint>().unwrap());
+        assert_eq!(r.to, "udp://[::1]:9".parse::<Endpoint>().unwrap());
+        assert_eq!(
+            r.faults,
+            FaultConfig {
+                loss: 0.1,
+                duplicate: 0.02,
+                reorder: 0.05,
+                delay: Duration::from_millis(5),
+                jitter: Duration::from_micros(250),
+                burst: Some(GilbertElliott::simple(0.01, 0.25)),
+                seed: 42,
+            }
+        );
+        assert_eq!(r.run_for, Some(Duration::from_secs(3)));
+        let Command::UdpRelay(plain) = command("udp relay --to 127.0.0.1:9 --listen 127.0.0.1:0")
+        else {
+            panic!("not a relay");
+        };
+        assert_eq!(plain.faults, FaultConfig::default(), "no flag, no fault");
+    }
+
+    #[test]
+    fn udp_relay_refuses_faults_out_of_range_naming_the_flag() {
+        let base = "udp relay --listen 127.0.0.1:0 --to 127.0.0.1:9";
+        for (extra, start) in [
+            ("--loss 1.5", "--loss must be a probability"),
+            ("--reorder=101%", "--reorder must be a probability"),
+            ("--duplicate -0.1", "--duplicate must be a probability"),
+            ("--delay 5parsecs", "--delay must be a duration"),
+            ("--delay 31s", "--delay must be a duration from 0 to 30s"),
+            ("--jitter 11s", "--jitter must be a duration from 0 to 10s"),
+            ("--jitter 5", "--jitter must be a duration"),
+            ("--burst 1%", "--burst must be two probabilities"),
+            ("--burst 1%,2", "--burst must be two probabilities"),
+            ("--seed lots", "--seed must be a whole number"),
+            ("--listen 127.0.0.1:1", "--listen is given twice"),
+        ] {
+            let e = usage(&format!("{base} {extra}"));
+            assert_eq!(e.command, "sockstep udp relay");
+            assert!(e.message.starts_with(start), "{extra}: {e}");
+        }
+        assert_eq!(
+            usage("udp relay --to 127.0.0.1:9").message,
+            "missing --listen ADDR (where clients send to)"
+        );
+        assert!(
+            usage("udp relay --listen 127.0.0.1:0 --to 127.0.0.1")
+                .message
+                .starts_with("bad --to: the port of")
+        );
+    }
+
+    #[test]
+    fn a_udp_verb_refuses_a_tcp_endpoint() {
+        for line in [
+            "udp listen tcp://127.0.0.1:1",
+            "udp send tcp://127.0.0.1:1",
+            "udp relay --listen tcp://127.0.0.1:0 --to 127.0.0.1:9",
+        ] {
+            let e = usage(line);
+            assert!(e.message.contains("this verb speaks UDP"), "{line}: {e}");
+        }
+        assert_eq!(usage("udp").command, "sockstep udp");
+        assert!(
+            usage("udp connect 127.0.0.1:1")
+                .message
+                .starts_with("unknown verb 'connect'")
+        );
+    }
+
+    #[test]
+    fn bench_loss_takes_json_and_quick() {
+        assert_eq!(
+            command("bench loss"),
+            Command::BenchLoss {
+                json: false,
+                quick: false
+            }
+        );
+        assert_eq!(
+            command("bench loss --quick --json"),
+            Command::BenchLoss {
+                json: true,
+                quick: true
+            }
+        );
+        assert!(help_text("bench --help").contains("bench loss"));
+        assert!(help_text("bench loss -h").contains("--json"));
+        assert_eq!(usage("bench").command, "sockstep bench");
+        assert_eq!(
+            usage("bench speed").message,
+            "unknown benchmark 'speed' (there is: loss)"
+        );
+        assert_eq!(
+            usage("bench loss --fast").message,
+            "unknown option '--fast'"
         );
     }
 

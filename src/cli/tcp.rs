@@ -309,7 +309,7 @@ pub fn listen(cmd: &Listen) -> Result<(), Error> {
 /// Writes one line on stdout and flushes it, so a script or test reading our
 /// stdout through a pipe sees it now. A closed stdout is not the server's
 /// failure; the lock is released at once because the tracer prints there too.
-fn print_line(line: &str) {
+pub(super) fn print_line(line: &str) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
@@ -320,7 +320,7 @@ fn print_line(line: &str) {
 /// its own that reports the first line over a channel. When stdin ends instead
 /// (`</dev/null`, a closed pipe), the thread ends and the channel disconnects:
 /// nobody can press Enter any more, so only `run_for` can stop us.
-fn wait_for_stop(run_for: Option<Duration>) {
+pub(super) fn wait_for_stop(run_for: Option<Duration>) {
     let deadline = run_for.map(|d| Instant::now() + d);
     let (enter, pressed) = mpsc::channel();
     let reader = thread::Builder::new()

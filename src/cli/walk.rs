@@ -1,4 +1,4 @@
-//! `sockstep walk …`: the walkthroughs, which run real sockets and print every step.
+//! `sockstep walk tcp|udp`: the walkthroughs, which run real sockets and print every step.
 
 use std::io;
 
@@ -10,10 +10,12 @@ use crate::walk::{self, SLOW_PAUSE, WalkOptions};
 /// `sockstep walk --help`.
 pub const USAGE: &str = "\
 Usage: sockstep walk tcp [--slow]
+       sockstep walk udp [--slow]
 
 Walkthroughs run the seed's socket flow for real, on loopback, in this one
-process, and print every step as it happens. 'tcp' is the one there is so far;
-'sockstep walk tcp --help' says more.
+process, and print every step as it happens. 'tcp' is the stream socket's
+life; 'udp' the datagram socket's, then a link that loses datagrams.
+'sockstep walk tcp --help' and 'sockstep walk udp --help' say more.
 ";
 
 /// `sockstep walk tcp --help`.
@@ -32,8 +34,36 @@ Options:
   -h, --help   show this help
 ";
 
+/// `sockstep walk udp --help`.
+pub const USAGE_UDP: &str = "\
+Usage: sockstep walk udp [--slow]
+
+Part 1 runs a UDP server socket and a client socket in this process, on
+loopback, and prints each step as it happens:
+  both socket() → bind() (the client to port 0: every socket has a port),
+  send_to() → recv_from() each way (the sender's address arrives with the data),
+  the client's connect() (no handshake: nothing is sent), send()/recv(),
+  65,507 bytes arriving whole and 65,508 refused, and a datagram cut by a
+  receive buffer too small for it, reported as an error.
+Part 2 sends 1,000 numbered datagrams through a relay that loses 10%,
+duplicates 2% and reorders 5% of them, from a fixed seed, and prints which
+never arrived, which came twice and which came out of order — while every
+send_to() returned Ok. Finishes by itself in about a second.
+
+Options:
+  --slow       pause after each step of part 1 so you can follow along
+  -h, --help   show this help
+";
+
 const TCP: Spec = Spec {
     command: "sockstep walk tcp",
+    positionals: &[],
+    switches: &["--slow"],
+    options: &[],
+};
+
+const UDP: Spec = Spec {
+    command: "sockstep walk udp",
     positionals: &[],
     switches: &["--slow"],
     options: &[],
@@ -47,7 +77,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
     match words {
         [] => Err(Usage::new(
             "sockstep walk",
-            "missing the walkthrough to run (there is: tcp)",
+            "missing the walkthrough to run (there are: tcp, udp)",
         )),
         [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
         [first, rest @ ..] if first == "tcp" => {
@@ -59,9 +89,18 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
                 slow: parsed.switch("--slow"),
             })
         }
+        [first, rest @ ..] if first == "udp" => {
+            let parsed = args::parse(&UDP, rest)?;
+            if parsed.help {
+                return Ok(Command::Help(USAGE_UDP.to_string()));
+            }
+            Ok(Command::WalkUdp {
+                slow: parsed.switch("--slow"),
+            })
+        }
         [other, ..] => Err(Usage::new(
             "sockstep walk",
-            format!("unknown walkthrough '{other}' (there is: tcp)"),
+            format!("unknown walkthrough '{other}' (there are: tcp, udp)"),
         )),
     }
 }
@@ -71,15 +110,27 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
 /// # Errors
 /// Any step's error, for example if loopback is unavailable.
 pub fn tcp(slow: bool) -> Result<(), Error> {
-    let options = WalkOptions {
+    walk::tcp::run(&options(slow), Box::new(io::stdout()))?;
+    Ok(())
+}
+
+/// Runs `sockstep walk udp`, printing to standard output.
+///
+/// # Errors
+/// Any step's error, for example if loopback is unavailable.
+pub fn udp(slow: bool) -> Result<(), Error> {
+    walk::udp::run(&options(slow), Box::new(io::stdout()))?;
+    Ok(())
+}
+
+fn options(slow: bool) -> WalkOptions {
+    WalkOptions {
         pause: if slow {
             SLOW_PAUSE
         } else {
             WalkOptions::default().pause
         },
-    };
-    walk::tcp::run(&options, Box::new(io::stdout()))?;
-    Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -88,8 +139,10 @@ mod tests {
 
     #[test]
     fn every_flag_the_parser_accepts_is_in_the_help() {
-        for flag in TCP.switches {
-            assert!(USAGE_TCP.contains(flag), "walk tcp help lacks {flag}");
+        for (spec, usage) in [(TCP, USAGE_TCP), (UDP, USAGE_UDP)] {
+            for flag in spec.switches {
+                assert!(usage.contains(flag), "{} help lacks {flag}", spec.command);
+            }
         }
     }
 }

@@ -3,9 +3,12 @@
 //! A walkthrough is a printed [trace](crate::trace): it starts real sockets in
 //! one process, attaches a [`Printer`](crate::trace::Printer), and lets every
 //! step announce itself as it happens — numbered as in the seed, with the system
-//! calls std made for it. `sockstep walk tcp` (and `make run`) runs [`tcp`].
+//! calls std made for it. `sockstep walk tcp` (and `make run`) runs [`tcp`];
+//! `sockstep walk udp` runs [`udp`]: the datagram socket's steps, then a link
+//! that loses datagrams without a word.
 
 pub mod tcp;
+pub mod udp;
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, PoisonError};
