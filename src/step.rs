@@ -144,7 +144,9 @@ impl Step {
             (Protocol::Udp, Step::Bind) => "socket(SOCK_DGRAM|SOCK_CLOEXEC) + bind",
             (Protocol::Udp, Step::Connect) => "connect (no handshake: sets a default peer)",
             (Protocol::Udp, Step::RecvFrom) => "recvfrom(fd, buf, len, 0, &addr, &addrlen)",
-            (Protocol::Udp, Step::SendTo) => "sendto(fd, buf, len, MSG_NOSIGNAL, &addr, addrlen)",
+            (Protocol::Udp, Step::SendTo) => {
+                "sendto(fd, buf, len, MSG_NOSIGNAL, &addr, addrlen) (NULL, 0 once connected)"
+            }
             _ => "none",
         }
     }

@@ -96,6 +96,7 @@ fn serve_loop(
             }
         };
         if stopping.load(Ordering::SeqCst) {
+            socket.note("stopping: that was shutdown's wake-up datagram (or the last before it)");
             break;
         }
         count(&|s| s.received += 1);

@@ -166,6 +166,16 @@ impl Bound {
         self.inner.id
     }
 
+    /// Adds a remark about this socket to the trace, such as why a loop stopped.
+    pub(crate) fn note(&self, detail: &str) {
+        let d = &self.inner;
+        d.trace.emit(|| {
+            Event::new(d.id, d.side, Step::Serve, Protocol::Udp)
+                .local(d.local)
+                .detail(detail)
+        });
+    }
+
     /// Sends `payload` as one datagram to `to`.
     ///
     /// `Ok` means the kernel took the datagram — not that it arrived. If it is
