@@ -741,8 +741,9 @@ impl<L: Link> ReliableSender<L> {
     /// DATA frame and keeps a copy until it is acknowledged.
     ///
     /// Returns as soon as the message is on its way; [`finish`](Self::finish)
-    /// waits for the acknowledgements. While the window is full it blocks,
-    /// reading ACKs and retransmitting whatever has waited longer than
+    /// waits for the acknowledgements. While the window is full — or the
+    /// receiver has advertised no more room, as before its first ACK — it
+    /// blocks, reading ACKs and retransmitting whatever has waited longer than
     /// [`Config::rto`].
     ///
     /// # Errors
