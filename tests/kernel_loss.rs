@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::env;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -108,12 +108,12 @@ fn kernel_loss_or_skip() {
     // A namespace "left by a killed run": its process id cannot exist (above
     // the kernel's largest pid_max, 2^22), so creating ours must delete it.
     let stale = format!("{PREFIX}-{}-0", (1u32 << 22) + 1);
-    let _ = ip().args(["netns", "add", &stale]).status();
+    ip(&["netns", "add", &stale]);
 
     let namespace = Namespace::create(PREFIX).expect("create the namespace");
     let name = namespace.name().to_string();
     assert!(
-        !netns_list().contains(&stale),
+        !ip(&["netns", "list"]).contains(&stale),
         "the stale namespace {stale} was not removed"
     );
     namespace
@@ -166,7 +166,7 @@ fn kernel_loss_or_skip() {
 
     drop(namespace);
     assert!(
-        !netns_list().contains(&name),
+        !ip(&["netns", "list"]).contains(&name),
         "the namespace {name} outlived its guard"
     );
     eprintln!(
@@ -209,50 +209,15 @@ fn drop_rules() -> String {
         .collect()
 }
 
-/// `ip`, wherever iproute2 put it (a root `PATH` has /usr/sbin; others may not).
-fn ip() -> Command {
-    let sbin = std::path::Path::new("/usr/sbin/ip");
-    Command::new(if sbin.exists() { sbin } else { "ip".as_ref() })
-}
-
-fn netns_list() -> String {
-    let out = ip()
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Runs `in_namespace_worker` inside the namespace and returns its results:
 /// part → field → number.
 fn run_worker(namespace: &Namespace) -> HashMap<String, HashMap<String, u64>> {
     let program = env::current_exe().expect("this test binary");
-    let mut child = namespace
-        .command(program)
+    let mut worker = namespace.command(program);
+    worker
         .args(["--exact", WORKER_TEST, "--ignored", "--nocapture"])
-        .env(WORKER_ENV, namespace.name())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the worker");
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + WORKER_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the worker") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            // Our own child, by its handle.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
+        .env(WORKER_ENV, namespace.name());
+    let (status, stdout, stderr) = run_within(&mut worker, WORKER_TIMEOUT);
     match status {
         Some(status) if status.success() => {}
         Some(status) => panic!("the worker failed ({status}):\n{stdout}\n{stderr}"),
@@ -280,6 +245,45 @@ fn run_worker(namespace: &Namespace) -> HashMap<String, HashMap<String, u64>> {
     results
 }
 
+/// Runs a command to its end or for at most `timeout` (then kills it: `None`),
+/// and returns its status, standard output and standard error.
+fn run_within(command: &mut Command, timeout: Duration) -> (Option<ExitStatus>, String, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            // Our own child, by its handle.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    (status, stdout, stderr)
+}
+
+/// Runs `ip ARGS` (which answers in milliseconds) and returns what it printed.
+fn ip(args: &[&str]) -> String {
+    // A root `PATH` has /usr/sbin; others may not.
+    let sbin = std::path::Path::new("/usr/sbin/ip");
+    let mut command = Command::new(if sbin.exists() { sbin } else { "ip".as_ref() });
+    let (status, stdout, stderr) = run_within(command.args(args), Duration::from_secs(10));
+    assert!(status.is_some(), "`ip {}` hung: {stderr}", args.join(" "));
+    stdout
+}
+
 /// Reads a pipe to its end on a thread of its own.
 fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
     thread::spawn(move || {
@@ -300,12 +304,8 @@ fn in_namespace_worker() {
         eprintln!("{WORKER_TEST} is run by kernel_loss_or_skip, inside its namespace");
         return;
     };
-    let here = ip()
-        .args(["netns", "identify"])
-        .output()
-        .expect("ip netns identify");
     assert_eq!(
-        String::from_utf8_lossy(&here.stdout).trim(),
+        ip(&["netns", "identify"]).trim(),
         namespace.to_string_lossy(),
         "the worker must run inside the test's namespace"
     );
