@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run walk-tcp walk-tcp-slow walk-udp walk-udp-slow bench test lint fmt check doc clean
+.PHONY: run walk-tcp walk-tcp-slow walk-udp walk-udp-slow bench test lint fmt doc clean
 
 ## run: the TCP walkthrough on loopback (server and client, every step printed)
 run: walk-tcp
@@ -31,10 +31,11 @@ bench:
 test: lint
 	$(CARGO) test
 
-## lint: the build must be warning-free and formatted
+## lint: the build and the API docs must be warning-free, and the code formatted
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 
 ## fmt: format the code in place
 fmt:

@@ -14,7 +14,7 @@
 //!  client ◀── relay.local_addr() ◀─[faults: upstream → client]── upstream
 //! ```
 //!
-//! Each datagram the relay receives gets a [`Fate`](crate::udp::faults::Fate)
+//! Each datagram the relay receives gets a [`Fate`]
 //! from a [`Faults`] engine: dropped, sent on once, or sent twice, each copy
 //! after its own delay (see [`crate::udp::faults`] for the model). The sender
 //! of a dropped datagram still saw its `send_to()` succeed; that is the point.
@@ -45,8 +45,10 @@
 //! - **One release thread** holds delayed copies in a binary heap ordered by
 //!   release time and sends each when its time comes, sleeping on a condition
 //!   variable until the earliest is due — no polling, and no receiving thread
-//!   ever sleeps for a datagram. A copy with no delay is sent at once by the
-//!   thread that received it. At most [`RelayConfig::max_held`] copies and
+//!   ever sleeps for a datagram. A hold counts from the moment the receiving
+//!   thread took the datagram from its socket; a copy with no hold is sent at
+//!   once by that thread. Copies due at the same instant go in the order they
+//!   were scheduled. At most [`RelayConfig::max_held`] copies and
 //!   [`RelayConfig::max_held_bytes`] bytes are held; past that, a copy is dropped
 //!   and counted in [`DirectionCounts::overflowed`].
 //! - **Whole datagrams.** Every receive buffer is one byte larger than the
@@ -689,22 +691,20 @@ fn listening_loop(shared: &Arc<Shared>) {
         };
         backoff = Duration::ZERO;
         let arrived = Instant::now();
-        let Some(client) = client_for(shared, from) else {
-            shared.count(|c| c.clients_refused += 1);
-            shared.note(
-                shared.listener.id(),
-                Side::Server,
-                shared.listener.local_addr(),
-                from,
-                n,
-                || {
-                    format!(
-                        "relay: no room for a new client ({} in the table); dropped",
-                        shared.limits.max_clients
-                    )
-                },
-            );
-            continue;
+        let client = match client_for(shared, from) {
+            Ok(client) => client,
+            Err(why) => {
+                shared.count(|c| c.clients_refused += 1);
+                shared.note(
+                    shared.listener.id(),
+                    Side::Server,
+                    shared.listener.local_addr(),
+                    from,
+                    n,
+                    || format!("relay: new client not admitted ({why}); datagram dropped"),
+                );
+                continue;
+            }
         };
         let received = Received {
             socket: shared.listener.id(),
@@ -726,22 +726,25 @@ fn listening_loop(shared: &Arc<Shared>) {
 }
 
 /// The entry for `from`, made (socket, connect, thread) if it is new, and
-/// pinned against expiry until the caller unpins it; `None` if there is no room
-/// or the socket or thread cannot be made.
-fn client_for(shared: &Arc<Shared>, from: SocketAddr) -> Option<Arc<Client>> {
+/// pinned against expiry until the caller unpins it; or why there is none:
+/// the table is full, or the socket or thread cannot be made.
+fn client_for(shared: &Arc<Shared>, from: SocketAddr) -> Result<Arc<Client>, String> {
     let mut table = shared.clients();
     if let Some(client) = table.by_addr.get(&from) {
         // Touched and pinned under the table's lock, which expiry also takes,
         // so an entry is never expired between being found and being used.
         client.touch(shared);
         client.in_use.fetch_add(1, Ordering::SeqCst);
-        return Some(client.clone());
+        return Ok(client.clone());
     }
     if table.by_addr.len() >= shared.limits.max_clients {
-        return None;
+        return Err(format!(
+            "the client table is full at {}",
+            shared.limits.max_clients
+        ));
     }
     reap_finished_threads(&mut table);
-    let socket = upstream_socket(shared).ok()?;
+    let socket = upstream_socket(shared).map_err(|e| e.summary())?;
     let client = Arc::new(Client {
         addr: from,
         socket,
@@ -755,13 +758,13 @@ fn client_for(shared: &Arc<Shared>, from: SocketAddr) -> Option<Arc<Client>> {
             .name(format!("sockstep-relay-up-{from}"))
             .stack_size(CLIENT_THREAD_STACK)
             .spawn(move || upstream_loop(&shared, &client))
-            .ok()?
+            .map_err(|e| format!("cannot start a thread: {e}"))?
     };
     table.threads.push(thread);
     table.by_addr.insert(from, client.clone());
     drop(table);
     shared.count(|c| c.clients += 1);
-    Some(client)
+    Ok(client)
 }
 
 /// A new socket for one client's traffic with the upstream: bound to port 0 of
@@ -1128,9 +1131,9 @@ impl Shared {
 }
 
 /// Whether `e` is a read timeout. The kernel reports SO_RCVTIMEO running out as
-/// EAGAIN, which std calls `WouldBlock`; depending on the step, sockstep's
-/// error classifies it as [`ErrorKind::TimedOut`] or leaves it as an OS error,
-/// so look at both.
+/// EAGAIN, which std calls `WouldBlock` and sockstep's error calls
+/// [`ErrorKind::TimedOut`]; the OS error underneath is checked too, so a
+/// timeout is never mistaken for a failure (and counted in `recv_errors`).
 fn is_timeout(e: &Error) -> bool {
     matches!(e.kind(), ErrorKind::TimedOut)
         || e.io_error().is_some_and(|io| {
