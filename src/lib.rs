@@ -43,6 +43,7 @@ pub mod bench;
 pub mod cli;
 pub mod endpoint;
 pub mod error;
+mod readable;
 pub mod step;
 pub mod tcp;
 pub mod trace;

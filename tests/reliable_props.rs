@@ -33,8 +33,8 @@ use sockstep::trace::Trace;
 use sockstep::udp::faults::{FaultConfig, Faults};
 use sockstep::udp::relay::Relay;
 use sockstep::udp::reliable::{
-    Config, DATA_HEADER, Frame, Link, MAX_WINDOW, ReliableReceiver, ReliableSender, Stats, decode,
-    encode,
+    Config, DATA_HEADER, FirstPeer, Frame, Link, MAX_WINDOW, ReliableReceiver, ReliableSender,
+    Stats, decode, encode,
 };
 use sockstep::udp::socket::{self, Bound, Connected, max_payload};
 use sockstep::{Error, ErrorKind, Side, Step};
@@ -534,46 +534,6 @@ proptest! {
     }
 }
 
-/// The receiving end behind the relay: a bound socket that takes the
-/// sender's address from the first datagram (UDP's nearest thing to
-/// `accept()`), since the relay's upstream port for our sender is not known
-/// in advance. Datagrams from anyone else are ignored.
-struct FirstPeer {
-    socket: Bound,
-    peer: Option<SocketAddr>,
-}
-
-impl Link for FirstPeer {
-    fn send(&mut self, datagram: &[u8]) -> Result<(), Error> {
-        match self.peer {
-            Some(peer) => self.socket.send_to(datagram, peer),
-            None => Ok(()), // nobody to answer yet: as good as lost
-        }
-    }
-
-    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, Error> {
-        self.socket
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        match self.socket.recv_from(buf) {
-            Ok((n, from)) if *self.peer.get_or_insert(from) == from => Ok(Some(n)),
-            Ok(_) => Ok(None),
-            Err(e) if is_timeout(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn max_datagram(&self) -> usize {
-        max_payload(&self.socket.local_addr())
-    }
-}
-
-/// A read timeout: std reports an expired SO_RCVTIMEO as EAGAIN.
-fn is_timeout(e: &Error) -> bool {
-    *e.kind() == ErrorKind::TimedOut
-        || e.io_error()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::WouldBlock)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4))]
 
@@ -601,7 +561,7 @@ proptest! {
         let outcome = transfer(
             sending,
             config,
-            FirstPeer { socket: receiving, peer: None },
+            FirstPeer::new(receiving),
             config,
             &messages,
             Duration::ZERO,

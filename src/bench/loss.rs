@@ -145,13 +145,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
+use crate::readable::grouped;
 use crate::step::{Side, Step};
 use crate::tcp::{Timeouts, client, server};
 use crate::trace::Trace;
 use crate::udp::faults::FaultConfig;
 use crate::udp::relay::Relay;
-use crate::udp::reliable::{Config, Link, ReliableReceiver, ReliableSender, Stats};
-use crate::udp::socket::{self, Bound, Connected, max_payload};
+use crate::udp::reliable::{Config, FirstPeer, Link, ReliableReceiver, ReliableSender, Stats};
+use crate::udp::socket::{self, Bound, Connected};
 
 // --- what is measured ----------------------------------------------------------
 
@@ -1432,44 +1433,6 @@ fn reliable_transfer(
     })
 }
 
-/// The receiving end behind a relay: a bound socket that takes its peer from
-/// the first datagram (UDP's nearest thing to `accept()`) and ignores anyone
-/// else.
-struct FirstPeer {
-    socket: Bound,
-    peer: Option<SocketAddr>,
-}
-
-impl FirstPeer {
-    fn new(socket: Bound) -> FirstPeer {
-        FirstPeer { socket, peer: None }
-    }
-}
-
-impl Link for FirstPeer {
-    fn send(&mut self, datagram: &[u8]) -> Result<(), Error> {
-        match self.peer {
-            Some(peer) => self.socket.send_to(datagram, peer),
-            None => Ok(()), // nobody to answer yet: as good as lost
-        }
-    }
-
-    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, Error> {
-        self.socket
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        match self.socket.recv_from(buf) {
-            Ok((n, from)) if *self.peer.get_or_insert(from) == from => Ok(Some(n)),
-            Ok(_) => Ok(None),
-            Err(e) if *e.kind() == ErrorKind::TimedOut => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn max_datagram(&self) -> usize {
-        max_payload(&self.socket.local_addr())
-    }
-}
-
 /// TCP, kernel loss only: `bytes` of a pattern one way, checked on arrival,
 /// or as much as arrives within `cap`.
 ///
@@ -1773,19 +1736,6 @@ fn rate(bytes_per_second: f64) -> String {
     }
 }
 
-/// 1048576 → "1,048,576".
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// A JSON string literal.
 fn json_str(text: &str) -> String {
     let mut out = String::from("\"");
@@ -1896,8 +1846,6 @@ mod tests {
         assert_eq!(json_num(Some(f64::NAN)), "null");
         assert_eq!(json_num(Some(0.0)), "0");
         assert_eq!(json_num(Some(0.05)), "0.05");
-        assert_eq!(grouped(1_048_576), "1,048,576");
-        assert_eq!(grouped(999), "999");
     }
 
     #[test]

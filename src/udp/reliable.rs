@@ -183,12 +183,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{Endpoint, Protocol};
 use crate::error::{Error, ErrorKind};
 use crate::step::Step;
-use crate::udp::socket::{Connected, max_payload};
+use crate::udp::socket::{Bound, Connected, max_payload};
 
 // --- the wire format: pure functions over bytes ------------------------------
 
@@ -549,6 +550,58 @@ impl Link for Connected {
 
     fn peer(&self) -> Option<Endpoint> {
         Some(Endpoint::from_addr(Protocol::Udp, self.peer_addr()))
+    }
+}
+
+/// A receiving end on an unconnected socket that takes its peer from the first
+/// datagram — UDP's nearest thing to `accept()` — and ignores anyone else.
+///
+/// Useful behind a relay, where the port the sender's datagrams come from is
+/// the relay's and not known in advance. Until the first datagram arrives
+/// there is nobody to answer, so a `send` before it is as good as lost.
+#[derive(Debug)]
+pub struct FirstPeer {
+    socket: Bound,
+    peer: Option<SocketAddr>,
+}
+
+impl FirstPeer {
+    /// Wraps a bound socket; its peer is whoever sends first.
+    pub fn new(socket: Bound) -> FirstPeer {
+        FirstPeer { socket, peer: None }
+    }
+
+    /// The peer, once someone has sent.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+}
+
+impl Link for FirstPeer {
+    fn send(&mut self, datagram: &[u8]) -> Result<(), Error> {
+        match self.peer {
+            Some(peer) => self.socket.send_to(datagram, peer),
+            None => Ok(()),
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, Error> {
+        self.socket
+            .set_read_timeout(Some(timeout.max(SHORTEST_WAIT)))?;
+        match self.socket.recv_from(buf) {
+            Ok((n, from)) if *self.peer.get_or_insert(from) == from => Ok(Some(n)),
+            Ok(_) => Ok(None),
+            Err(e) if is_silence(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn max_datagram(&self) -> usize {
+        max_payload(&self.socket.local_addr())
+    }
+
+    fn peer(&self) -> Option<Endpoint> {
+        self.peer.map(|p| Endpoint::from_addr(Protocol::Udp, p))
     }
 }
 

@@ -27,6 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
+use crate::readable::grouped;
 use crate::step::Side;
 use crate::trace::{Event, Printer, Recorder as EventRecorder, Tee, Trace, Tracer};
 use crate::udp::faults::{FaultConfig, REORDER_HOLD};
@@ -260,19 +261,19 @@ fn lifecycle(out: &SharedOut, trace: &Trace) -> Result<Lifecycle, Error> {
 
     out.line(&format!(
         "== 8. The size limit: {} bytes = 65,535 − 20 (IPv4 header) − 8 (UDP header) ==",
-        grouped(MAX_PAYLOAD_V4)
+        grouped(MAX_PAYLOAD_V4 as u64)
     ));
     client.send(&vec![b'x'; MAX_PAYLOAD_V4])?;
     // Received into exactly the largest size: the boundary where it must still fit.
     let (largest_received, _) = server.recv_from(&mut buf[..MAX_PAYLOAD_V4])?;
     out.line(&format!(
         "   {} bytes sent, {} received: one datagram, whole",
-        grouped(MAX_PAYLOAD_V4),
-        grouped(largest_received)
+        grouped(MAX_PAYLOAD_V4 as u64),
+        grouped(largest_received as u64)
     ));
     out.line(&format!(
         "   now {} bytes, one more:",
-        grouped(MAX_PAYLOAD_V4 + 1)
+        grouped((MAX_PAYLOAD_V4 + 1) as u64)
     ));
     let one_byte_more = match client.send(&vec![b'x'; MAX_PAYLOAD_V4 + 1]) {
         Err(e) => {
@@ -346,7 +347,7 @@ fn lossy(out: &SharedOut) -> Result<LossReport, Error> {
 
     out.line(&format!(
         "== Part 2: a link that loses — {} numbered datagrams through udp::relay ==",
-        grouped(DATAGRAMS as usize)
+        grouped(u64::from(DATAGRAMS))
     ));
     out.line(&format!(
         "   client udp://{} → relay udp://{} → server udp://{}",
@@ -581,19 +582,6 @@ fn list(out: &SharedOut, label: &str, numbers: &[u32]) {
     out.line(line.trim_end().trim_end_matches(','));
 }
 
-/// `65507` as `65,507`.
-fn grouped(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn distinct(numbers: &[u32]) -> usize {
     let mut sorted = numbers.to_vec();
     sorted.sort_unstable();
@@ -624,14 +612,6 @@ mod tests {
         assert_eq!(ranges(&[]), "");
         assert_eq!(ranges(&[7]), "7");
         assert_eq!(ranges(&[3, 4, 5, 9, 11, 12]), "3-5, 9, 11-12");
-    }
-
-    #[test]
-    fn big_numbers_are_grouped_by_thousands() {
-        assert_eq!(grouped(7), "7");
-        assert_eq!(grouped(1_000), "1,000");
-        assert_eq!(grouped(65_507), "65,507");
-        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 
     #[test]
