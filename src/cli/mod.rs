@@ -136,6 +136,32 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
     }
 }
 
+/// Resolves an endpoint given on the command line and picks its first address
+/// (the resolver's preference), saying on stderr what a name resolved to — the
+/// explicit, visible resolution step.
+///
+/// # Errors
+/// [`ErrorKind::NameNotResolved`](crate::ErrorKind::NameNotResolved) from the resolver.
+fn resolve_first(endpoint: &crate::Endpoint) -> Result<std::net::SocketAddr, Error> {
+    let addrs = endpoint.resolve()?;
+    // resolve() returns at least one address or an error.
+    let addr = addrs[0];
+    if let crate::Host::Name(name) = endpoint.host() {
+        let chosen = crate::Endpoint::from_addr(endpoint.protocol(), addr);
+        match addrs.len() {
+            1 => eprintln!("sockstep: {name} resolved to {chosen}"),
+            n => {
+                let all: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+                eprintln!(
+                    "sockstep: {name} resolved to {n} addresses ({}); using the first, {chosen}",
+                    all.join(", ")
+                );
+            }
+        }
+    }
+    Ok(addr)
+}
+
 /// Runs a command that [`parse`] understood.
 ///
 /// # Errors

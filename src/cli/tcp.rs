@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::Command;
 use crate::cli::args::{self, Parsed, Spec, Usage};
-use crate::endpoint::{Endpoint, Host, Protocol};
+use crate::endpoint::{Endpoint, Protocol};
 use crate::error::{Error, ErrorKind};
 use crate::step::Step;
 use crate::tcp::connection::{Connection, DEFAULT_TIMEOUT, Timeouts};
@@ -261,19 +261,7 @@ fn tcp_endpoint(parsed: &Parsed) -> Result<Endpoint, Usage> {
 /// # Errors
 /// The step that failed — resolve, bind, or starting the server — with its endpoint.
 pub fn listen(cmd: &Listen) -> Result<(), Error> {
-    let addrs = cmd.endpoint.resolve()?;
-    let addr = addrs[0]; // resolve() returns at least one address or an error
-    if let Host::Name(name) = cmd.endpoint.host() {
-        let chosen = Endpoint::from_addr(Protocol::Tcp, addr);
-        let all: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-        match all.len() {
-            1 => eprintln!("sockstep: {name} resolved to {chosen}"),
-            n => eprintln!(
-                "sockstep: {name} resolved to {n} addresses ({}); listening on the first, {chosen}",
-                all.join(", ")
-            ),
-        }
-    }
+    let addr = super::resolve_first(&cmd.endpoint)?;
     let trace = if cmd.trace {
         Trace::to(Arc::new(Printer::stdout()))
     } else {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::cli::Command;
 use crate::cli::args::{self, Parsed, Spec, Usage};
 use crate::cli::tcp::{print_line, wait_for_stop};
-use crate::endpoint::{Endpoint, Host, Protocol};
+use crate::endpoint::{Endpoint, Protocol};
 use crate::error::{Error, ErrorKind};
 use crate::step::Side;
 use crate::trace::{Printer, Trace};
@@ -348,21 +348,6 @@ fn udp_endpoint(parsed: &Parsed, what: &str, text: &str) -> Result<Endpoint, Usa
     Ok(endpoint)
 }
 
-/// The first address `endpoint` resolves to, saying on stderr which one was
-/// chosen when a name was given.
-fn resolve_first(endpoint: &Endpoint) -> Result<SocketAddr, Error> {
-    let addrs = endpoint.resolve()?;
-    let addr = addrs[0]; // resolve() returns at least one address or an error
-    if let Host::Name(name) = endpoint.host() {
-        let chosen = Endpoint::from_addr(Protocol::Udp, addr);
-        match addrs.len() {
-            1 => eprintln!("sockstep: {name} resolved to {chosen}"),
-            n => eprintln!("sockstep: {name} resolved to {n} addresses; using the first, {chosen}"),
-        }
-    }
-    Ok(addr)
-}
-
 // --- udp listen ---------------------------------------------------------------
 
 /// Runs `sockstep udp listen` until Enter is pressed or `--for` runs out.
@@ -370,7 +355,7 @@ fn resolve_first(endpoint: &Endpoint) -> Result<SocketAddr, Error> {
 /// # Errors
 /// The step that failed — resolve, bind, or starting the server — with its endpoint.
 pub fn listen(cmd: &UdpListen) -> Result<(), Error> {
-    let addr = resolve_first(&cmd.endpoint)?;
+    let addr = super::resolve_first(&cmd.endpoint)?;
     let trace = if cmd.trace {
         Trace::to(Arc::new(Printer::stdout()))
     } else {
@@ -433,7 +418,7 @@ pub fn send(cmd: &UdpSend) -> Result<(), Error> {
     } else {
         Trace::off()
     };
-    let peer = resolve_first(&cmd.endpoint)?;
+    let peer = super::resolve_first(&cmd.endpoint)?;
     let any: SocketAddr = match peer {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -501,8 +486,8 @@ fn print_reply(reply: &[u8]) {
 /// The step that failed — resolving either address, or starting the relay
 /// (binding `--listen`, or `--to` being the relay's own address).
 pub fn relay(cmd: &UdpRelay) -> Result<(), Error> {
-    let listen = resolve_first(&cmd.listen)?;
-    let to = resolve_first(&cmd.to)?;
+    let listen = super::resolve_first(&cmd.listen)?;
+    let to = super::resolve_first(&cmd.to)?;
     let relay = Relay::start_symmetric(listen, to, cmd.faults.clone(), &Trace::off())?;
     print_line(&format!(
         "relaying {} -> {} ({}, both ways; press Enter to stop)",
