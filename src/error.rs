@@ -73,6 +73,14 @@ pub enum ErrorKind {
         /// The limit in force.
         limit: u64,
     },
+    /// An HTTP message broke the protocol's rules or our limits; a server
+    /// answers it with `status` and closes the connection.
+    Http {
+        /// The status code the offending message earns (400, 413, 414, 431, 501, 505…).
+        status: u16,
+        /// What was wrong with it.
+        reason: String,
+    },
     /// A datagram larger than one UDP datagram can carry (or than a limit we set).
     DatagramTooLarge {
         /// The payload size that was asked for.
@@ -210,6 +218,9 @@ impl Error {
             (ErrorKind::LimitExceeded { .. }, _) => {
                 "the peer sent more than this limit allows; raise the limit if that is legitimate"
             }
+            (ErrorKind::Http { .. }, _) => {
+                "the peer's HTTP message is malformed or over a limit; it gets this status and the connection closes"
+            }
             (ErrorKind::DatagramTooLarge { .. }, _) => {
                 "split the message, or use TCP, which carries a stream of any length"
             }
@@ -249,6 +260,7 @@ impl Error {
             }
             ErrorKind::InvalidFrame(why) => format!("cannot frame this message: {why}"),
             ErrorKind::LimitExceeded { what, limit } => format!("over the limit of {limit} {what}"),
+            ErrorKind::Http { status, reason } => format!("HTTP {status}: {reason}"),
             ErrorKind::DatagramTooLarge { len, max } => {
                 format!("a datagram of {len} bytes is over the limit of {max}")
             }
@@ -341,7 +353,8 @@ impl From<Error> for io::Error {
             | ErrorKind::InvalidFrame(_)
             | ErrorKind::LimitExceeded { .. }
             | ErrorKind::DatagramTooLarge { .. }
-            | ErrorKind::DatagramTruncated { .. } => io::ErrorKind::InvalidData,
+            | ErrorKind::DatagramTruncated { .. }
+            | ErrorKind::Http { .. } => io::ErrorKind::InvalidData,
             ErrorKind::BadEndpoint { .. } | ErrorKind::InvalidInput(_) => {
                 io::ErrorKind::InvalidInput
             }

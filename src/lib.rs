@@ -18,6 +18,7 @@
 //! - [`walk`] — the step-by-step walkthroughs behind `sockstep walk …`.
 //! - [`bench`](mod@bench) — measurements behind `sockstep bench …`: [`bench::loss`] puts raw UDP,
 //!   the reliable channel and TCP through the same packet loss.
+//! - [`http`] — HTTP/1.1 messages on the byte stream: [`http::wire`] parses and emits them, no I/O.
 //! - [`cli`] — the `sockstep` command line: words parsed into a [`cli::Command`], then run.
 //!
 //! ```
@@ -43,6 +44,7 @@ pub mod bench;
 pub mod cli;
 pub mod endpoint;
 pub mod error;
+pub mod http;
 mod readable;
 pub mod step;
 pub mod tcp;

@@ -1,0 +1,32 @@
+//! HTTP/1.1 on top of a TCP byte stream: first the wire format, later the server and client.
+//!
+//! # The idea
+//!
+//! HTTP/1.1 is text framing on a TCP connection ([`tcp::framing`](crate::tcp::framing)
+//! solves the same problem with lines or length prefixes). A message is
+//!
+//! ```text
+//! GET /hello HTTP/1.1\r\n          ← request line (a response has a status line)
+//! Host: example.com\r\n            ← header lines, "name: value"
+//! Content-Length: 5\r\n
+//! \r\n                             ← a blank line ends the head
+//! hello                            ← the body
+//! ```
+//!
+//! The body has no end marker of its own; its length is told by the head:
+//! by `Content-Length`, by the chunked transfer coding (the body is sent as
+//! size-prefixed chunks ending with a zero-size chunk), or — for responses only —
+//! by the server closing the connection. Getting that length exactly right is
+//! what keeps one request from leaking into the next, so [`wire`] refuses every
+//! message whose length could be read two ways (see its docs on request smuggling).
+//!
+//! [`wire`] is the format alone: pure functions over bytes, no sockets, threads
+//! or clocks, as smoltcp separates `wire/` from `socket/`. The server and client
+//! that read from sockets are built on it.
+
+pub mod wire;
+
+pub use wire::{
+    Headers, HttpError, Limits, Parsed, Request, Response, Version, parse_request, parse_response,
+    parse_response_at_eof, write_chunked,
+};
