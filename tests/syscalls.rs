@@ -9,22 +9,24 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Runs `sockstep walk tcp` under strace and returns the trace, or None (after a
-/// loud skip message) when strace cannot be used here.
-fn strace_walkthrough() -> Option<String> {
+/// Runs `sockstep walk WALK` under strace, tracing the syscall classes in
+/// `classes`, and returns the trace — or None, after a loud SKIPPED line, when
+/// strace is missing or cannot trace here.
+fn strace_walkthrough(walk: &str, classes: &str) -> Option<String> {
     // Tests run in parallel: each run gets its own folder.
     static RUN: AtomicUsize = AtomicUsize::new(0);
     let run = RUN.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("sockstep-strace-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let out = dir.join("trace.txt");
-    let mut child = match Command::new("strace")
-        .args(["-f", "-e", "trace=network,ioctl,poll,shutdown", "-o"])
+    let child = match Command::new("strace")
+        .args(["-f", "-e", &format!("trace={classes}"), "-o"])
         .arg(&out)
         .arg(env!("CARGO_BIN_EXE_sockstep"))
-        .args(["walk", "tcp"])
+        .args(["walk", walk])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        // Not piped: nobody reads it, and a full pipe would stall the walkthrough.
+        .stderr(std::process::Stdio::null())
         .spawn()
     {
         Ok(child) => child,
@@ -33,17 +35,7 @@ fn strace_walkthrough() -> Option<String> {
             return None;
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for strace") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("strace sockstep walk tcp did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(child, &format!("strace sockstep walk {walk}"));
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     if !status.success() && text.is_empty() {
@@ -52,10 +44,29 @@ fn strace_walkthrough() -> Option<String> {
     }
     assert!(
         status.success(),
-        "walkthrough under strace failed: {status}"
+        "walk {walk} under strace failed: {status}"
     );
     Some(text)
 }
+
+/// Waits for `child` at most 60 s; kills it and fails the test after that.
+fn wait_bounded(mut child: std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The classes the TCP checks need: the socket calls, plus connect_timeout's
+/// ioctl(FIONBIO) and poll, and the half-close.
+const TCP_CLASSES: &str = "network,ioctl,poll,shutdown";
 
 /// The index of the first line at or after `from` that contains every one of `needles`.
 fn find(lines: &[&str], from: usize, needles: &[&str]) -> usize {
@@ -73,7 +84,7 @@ fn find(lines: &[&str], from: usize, needles: &[&str]) -> usize {
 
 #[test]
 fn bind_step_is_socket_setsockopt_bind_listen_128_in_that_order() {
-    let Some(text) = strace_walkthrough() else {
+    let Some(text) = strace_walkthrough("tcp", TCP_CLASSES) else {
         return;
     };
     let lines: Vec<&str> = text.lines().collect();
@@ -86,7 +97,7 @@ fn bind_step_is_socket_setsockopt_bind_listen_128_in_that_order() {
 
 #[test]
 fn connect_is_nonblocking_connect_then_poll_and_accept_is_accept4() {
-    let Some(text) = strace_walkthrough() else {
+    let Some(text) = strace_walkthrough("tcp", TCP_CLASSES) else {
         return;
     };
     let lines: Vec<&str> = text.lines().collect();
@@ -104,7 +115,7 @@ fn connect_is_nonblocking_connect_then_poll_and_accept_is_accept4() {
 
 #[test]
 fn read_write_and_half_close_are_recvfrom_sendto_nosignal_and_shut_wr() {
-    let Some(text) = strace_walkthrough() else {
+    let Some(text) = strace_walkthrough("tcp", TCP_CLASSES) else {
         return;
     };
     let lines: Vec<&str> = text.lines().collect();
@@ -114,69 +125,6 @@ fn read_write_and_half_close_are_recvfrom_sendto_nosignal_and_shut_wr() {
 }
 
 // --- UDP ----------------------------------------------------------------------
-
-/// Waits for `child` at most 60 s; kills it and fails the test after that.
-fn wait_bounded(mut child: std::process::Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs `sockstep walk udp` under strace and returns the trace, or None after
-/// a loud SKIPPED line: while that walkthrough does not exist yet, and where
-/// strace cannot run.
-fn strace_udp_walkthrough() -> Option<String> {
-    let bin = env!("CARGO_BIN_EXE_sockstep");
-    let help = Command::new(bin)
-        .args(["walk", "udp", "--help"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run sockstep");
-    if !wait_bounded(help, "sockstep walk udp --help").success() {
-        eprintln!(
-            "SKIPPED: the UDP strace checks await `sockstep walk udp`, which this build \
-             does not have yet ('sockstep walk udp --help' failed)"
-        );
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("sockstep-strace-udp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let out = dir.join("trace.txt");
-    let child = match Command::new("strace")
-        .args(["-f", "-e", "trace=network,close", "-o"])
-        .arg(&out)
-        .arg(bin)
-        .args(["walk", "udp"])
-        .stdout(std::process::Stdio::null())
-        // Not piped: nobody reads it, and a full pipe would stall the walkthrough.
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("SKIPPED: strace is not installed here ({e}); .ci/run installs it");
-            return None;
-        }
-    };
-    let status = wait_bounded(child, "strace sockstep walk udp");
-    let text = std::fs::read_to_string(&out).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    if !status.success() && text.is_empty() {
-        eprintln!("SKIPPED: strace could not trace here (no ptrace permission?)");
-        return None;
-    }
-    assert!(status.success(), "walk udp under strace failed: {status}");
-    Some(text)
-}
 
 /// The value a syscall on line `i` returned: from the line itself, or from the
 /// `<... resumed>` line of the same thread when strace split the call.
@@ -245,7 +193,7 @@ fn assert_udp_bind_send_receive(text: &str) {
 
 #[test]
 fn udp_bind_is_socket_dgram_then_bind_without_reuseaddr_and_datagrams_are_sendto_recvfrom() {
-    let Some(text) = strace_udp_walkthrough() else {
+    let Some(text) = strace_walkthrough("udp", "network,close") else {
         return;
     };
     assert_udp_bind_send_receive(&text);
