@@ -95,7 +95,6 @@
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
-use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -1132,16 +1131,10 @@ impl Shared {
 
 /// Whether `e` is a read timeout. The kernel reports SO_RCVTIMEO running out as
 /// EAGAIN, which std calls `WouldBlock` and sockstep's error calls
-/// [`ErrorKind::TimedOut`]; the OS error underneath is checked too, so a
-/// timeout is never mistaken for a failure (and counted in `recv_errors`).
+/// [`ErrorKind::TimedOut`], so a timeout is never mistaken for a failure (and
+/// counted in `recv_errors`).
 fn is_timeout(e: &Error) -> bool {
     matches!(e.kind(), ErrorKind::TimedOut)
-        || e.io_error().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            )
-        })
 }
 
 /// Sleeps a little longer after each consecutive unexpected error (1 ms,

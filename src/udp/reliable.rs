@@ -605,13 +605,11 @@ impl Link for FirstPeer {
     }
 }
 
-/// Whether a receive error only means "no datagram came": a timeout (which std
-/// reports as EAGAIN, `WouldBlock`, for a socket with a read timeout), or an
+/// Whether a receive error only means "no datagram came": the read timeout ran
+/// out (the kernel's EAGAIN, which sockstep's errors call `TimedOut`), or an
 /// ICMP "port unreachable" (see the `Link` impl for `Connected`).
 fn is_silence(e: &Error) -> bool {
     matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::ConnectionRefused)
-        || e.io_error()
-            .is_some_and(|io| io.kind() == io::ErrorKind::WouldBlock)
 }
 
 // --- configuration and counters -----------------------------------------------
