@@ -71,10 +71,17 @@ pub enum Step {
     Refuse,
     /// Cutting a byte stream into messages (newline or length prefix).
     Frame,
+    /// A protocol above TCP made a whole message of the bytes, or is about to
+    /// write one: an HTTP request or response, a hub line. No system call: the
+    /// reads and writes that carried it are steps of their own.
+    Message,
     /// Reading an endpoint or a command line written by a person.
     Parse,
     /// Running the thread-per-connection server: spawning, admitting, shutting down.
     Serve,
+    /// Turning an HTTP connection into another protocol: the WebSocket handshake
+    /// (`Upgrade: websocket`, answered by `101 Switching Protocols`).
+    Upgrade,
 }
 
 impl Step {
@@ -96,8 +103,10 @@ impl Step {
             Step::Close => "close()",
             Step::Refuse => "refuse",
             Step::Frame => "frame",
+            Step::Message => "message",
             Step::Parse => "parse",
             Step::Serve => "serve",
+            Step::Upgrade => "upgrade",
         }
     }
 

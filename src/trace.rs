@@ -264,12 +264,16 @@ impl Printer {
         if let Some(detail) = &event.detail {
             let _ = write!(line, "  {detail}");
         }
-        let _ = write!(
-            line,
-            "\n{:18}std: {}",
-            "",
-            event.step.syscalls(event.protocol)
-        );
+        // A message is our code's view of bytes already read or about to be
+        // written: no system call of its own to show.
+        if event.step != Step::Message {
+            let _ = write!(
+                line,
+                "\n{:18}std: {}",
+                "",
+                event.step.syscalls(event.protocol)
+            );
+        }
         line
     }
 }

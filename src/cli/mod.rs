@@ -18,6 +18,7 @@
 
 mod args;
 mod bench;
+mod http;
 mod tcp;
 mod udp;
 mod walk;
@@ -27,6 +28,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 pub use args::Usage;
+pub use http::{HttpFetch, HttpServe};
 pub use tcp::{Connect, HandlerChoice, Listen};
 pub use udp::{UdpHandlerChoice, UdpListen, UdpRelay, UdpSend};
 
@@ -47,6 +49,7 @@ Usage:
                                      every step printed as it happens
   sockstep walk udp [--slow]         the same for UDP, then 1,000 datagrams through
                                      a link that loses some without a word
+  sockstep walk http [--slow]        HTTP: a connection per request, then keep-alive
   sockstep tcp listen ADDR [...]     run a TCP server: --echo, --sink or --record
   sockstep tcp connect ADDR [...]    talk to a TCP server, like nc: stdin to it,
                                      its replies to stdout
@@ -56,6 +59,8 @@ Usage:
   sockstep udp relay --listen ADDR --to ADDR [...]
                                      pass datagrams on, losing, duplicating,
                                      reordering and delaying them on purpose
+  sockstep http serve ADDR [...]     run the HTTP/1.1 server: status, echo, files
+  sockstep http get URL [...]        one HTTP request (also: http post URL --data ..)
   sockstep bench loss [--json]       UDP, a reliable channel over UDP, and TCP
                                      through the same loss: what TCP buys, measured
   sockstep --help | --version
@@ -84,6 +89,15 @@ pub enum Command {
         /// Pause after each step of the lifecycle part (`--slow`).
         slow: bool,
     },
+    /// `sockstep walk http [--slow]`.
+    WalkHttp {
+        /// Pause after each step (`--slow`).
+        slow: bool,
+    },
+    /// `sockstep http serve ADDR …`.
+    HttpServe(HttpServe),
+    /// `sockstep http get|post URL …`.
+    HttpFetch(HttpFetch),
     /// `sockstep tcp listen ADDR …`.
     TcpListen(Listen),
     /// `sockstep tcp connect ADDR …`.
@@ -118,20 +132,21 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
     match words {
         [] => Err(Usage::new(
             "sockstep",
-            "missing a command (walk, tcp, udp or bench)",
+            "missing a command (walk, tcp, udp, http or bench)",
         )),
         [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
         [first] if first == "--version" || first == "-V" => Ok(Command::Version),
         [group, rest @ ..] if group == "walk" => walk::parse(rest),
         [group, rest @ ..] if group == "tcp" => tcp::parse(rest),
         [group, rest @ ..] if group == "udp" => udp::parse(rest),
+        [group, rest @ ..] if group == "http" => http::parse(rest),
         [group, rest @ ..] if group == "bench" => bench::parse(rest),
         [first, ..] if first.starts_with('-') => {
             Err(Usage::new("sockstep", format!("unknown option '{first}'")))
         }
         [other, ..] => Err(Usage::new(
             "sockstep",
-            format!("unknown command '{other}' (there are: walk, tcp, udp, bench)"),
+            format!("unknown command '{other}' (there are: walk, tcp, udp, http, bench)"),
         )),
     }
 }
@@ -172,6 +187,9 @@ pub fn execute(command: Command) -> Result<(), Error> {
         Command::Version => print(&format!("sockstep {}\n", env!("CARGO_PKG_VERSION"))),
         Command::WalkTcp { slow } => walk::tcp(slow)?,
         Command::WalkUdp { slow } => walk::udp(slow)?,
+        Command::WalkHttp { slow } => walk::http(slow)?,
+        Command::HttpServe(serve) => http::serve(&serve)?,
+        Command::HttpFetch(fetch) => http::fetch(&fetch)?,
         Command::TcpListen(listen) => tcp::listen(&listen)?,
         Command::TcpConnect(connect) => tcp::connect(&connect)?,
         Command::UdpListen(listen) => udp::listen(&listen)?,

@@ -1,4 +1,4 @@
-//! `sockstep walk tcp|udp`: the walkthroughs, which run real sockets and print every step.
+//! `sockstep walk tcp|udp|http`: the walkthroughs, which run real sockets and print every step.
 
 use std::io;
 
@@ -11,11 +11,29 @@ use crate::walk::{self, SLOW_PAUSE, WalkOptions};
 pub const USAGE: &str = "\
 Usage: sockstep walk tcp [--slow]
        sockstep walk udp [--slow]
+       sockstep walk http [--slow]
 
 Walkthroughs run the seed's socket flow for real, on loopback, in this one
 process, and print every step as it happens. 'tcp' is the stream socket's
-life; 'udp' the datagram socket's, then a link that loses datagrams.
-'sockstep walk tcp --help' and 'sockstep walk udp --help' say more.
+life; 'udp' the datagram socket's, then a link that loses datagrams; 'http'
+requests that each open and close a connection, then HTTP/1.1 keep-alive.
+'sockstep walk tcp --help' (or udp, http) says more.
+";
+
+/// `sockstep walk http --help`.
+pub const USAGE_HTTP: &str = "\
+Usage: sockstep walk http [--slow]
+
+Runs an HTTP server and client in this process, on loopback, and prints every
+socket step and every HTTP message as it happens:
+  part 1, the seed's HTTP: two requests, each on its own connection —
+    socket() → connect() → write the request → read the response → close()
+  part 2, HTTP/1.1 keep-alive: three requests on one connection.
+Then how many connections each part took. Finishes by itself.
+
+Options:
+  --slow       pause after each step so you can follow along
+  -h, --help   show this help
 ";
 
 /// `sockstep walk tcp --help`.
@@ -69,6 +87,13 @@ const UDP: Spec = Spec {
     options: &[],
 };
 
+const HTTP: Spec = Spec {
+    command: "sockstep walk http",
+    positionals: &[],
+    switches: &["--slow"],
+    options: &[],
+};
+
 /// Parses the words after `walk`.
 ///
 /// # Errors
@@ -77,7 +102,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
     match words {
         [] => Err(Usage::new(
             "sockstep walk",
-            "missing the walkthrough to run (there are: tcp, udp)",
+            "missing the walkthrough to run (there are: tcp, udp, http)",
         )),
         [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
         [first, rest @ ..] if first == "tcp" => {
@@ -98,9 +123,18 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
                 slow: parsed.switch("--slow"),
             })
         }
+        [first, rest @ ..] if first == "http" => {
+            let parsed = args::parse(&HTTP, rest)?;
+            if parsed.help {
+                return Ok(Command::Help(USAGE_HTTP.to_string()));
+            }
+            Ok(Command::WalkHttp {
+                slow: parsed.switch("--slow"),
+            })
+        }
         [other, ..] => Err(Usage::new(
             "sockstep walk",
-            format!("unknown walkthrough '{other}' (there are: tcp, udp)"),
+            format!("unknown walkthrough '{other}' (there are: tcp, udp, http)"),
         )),
     }
 }
@@ -123,6 +157,15 @@ pub fn udp(slow: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs `sockstep walk http`, printing to standard output.
+///
+/// # Errors
+/// Any step's error, for example if loopback is unavailable.
+pub fn http(slow: bool) -> Result<(), Error> {
+    walk::http::run(&options(slow), Box::new(io::stdout()))?;
+    Ok(())
+}
+
 fn options(slow: bool) -> WalkOptions {
     WalkOptions {
         pause: if slow {
@@ -139,7 +182,7 @@ mod tests {
 
     #[test]
     fn every_flag_the_parser_accepts_is_in_the_help() {
-        for (spec, usage) in [(TCP, USAGE_TCP), (UDP, USAGE_UDP)] {
+        for (spec, usage) in [(TCP, USAGE_TCP), (UDP, USAGE_UDP), (HTTP, USAGE_HTTP)] {
             for flag in spec.switches {
                 assert!(usage.contains(flag), "{} help lacks {flag}", spec.command);
             }

@@ -1,4 +1,4 @@
-//! HTTP/1.1 on top of a TCP byte stream: first the wire format, later the server and client.
+//! HTTP/1.1 on top of a TCP byte stream: the wire format, a server and a client.
 //!
 //! # The idea
 //!
@@ -21,12 +21,23 @@
 //! message whose length could be read two ways (see its docs on request smuggling).
 //!
 //! [`wire`] is the format alone: pure functions over bytes, no sockets, threads
-//! or clocks, as smoltcp separates `wire/` from `socket/`. The server and client
-//! that read from sockets are built on it.
+//! or clocks, as smoltcp separates `wire/` from `socket/`. The parts that do I/O
+//! are built on it:
+//!
+//! - [`server`] — each connection's life (read request → respond → write
+//!   response → close or keep), a [`Router`] of method + path → route, the limits
+//!   and deadlines that keep slow or hostile clients from pinning threads.
+//! - [`files`] — static files from a directory, refusing every path that leaves it.
+//! - [`client`] — resolve → connect → write request → read response → close or reuse.
 
+pub mod client;
+pub mod files;
+pub mod server;
 pub mod wire;
 
+pub use server::{Action, HttpConfig, Route, Router};
+
 pub use wire::{
-    Headers, HttpError, Limits, Parsed, Request, Response, Version, parse_request, parse_response,
-    parse_response_at_eof, write_chunked,
+    Headers, HttpError, Limits, Parsed, Request, Response, Version, parse_request,
+    parse_request_head, parse_response, parse_response_at_eof, status_text, write_chunked,
 };

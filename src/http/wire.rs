@@ -292,18 +292,45 @@ impl HttpError {
     pub fn reason(&self) -> &str {
         self.reason
     }
+
+    pub(crate) fn static_reason(&self) -> &'static str {
+        self.reason
+    }
 }
 
-/// The standard reason phrase of the statuses [`HttpError`] uses.
-fn status_text(status: u16) -> &'static str {
+/// The standard reason phrase (RFC 9110 §15) of the statuses sockstep sends or
+/// meets; `""` for others, which is allowed: the phrase carries no meaning.
+///
+/// ```
+/// assert_eq!(sockstep::http::status_text(404), "Not Found");
+/// ```
+pub fn status_text(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
         413 => "Content Too Large",
         414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
         505 => "HTTP Version Not Supported",
-        _ => "Error",
+        _ => "",
     }
 }
 
@@ -762,31 +789,67 @@ fn read_body(
 /// head over `limits`, 501 for transfer codings we do not implement, 505 for
 /// an HTTP version other than 1.0 and 1.1. The [module docs](self) list the rules.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request>, HttpError> {
+    let Some((head, pos)) = parse_request_head(buf, limits)? else {
+        return Ok(Parsed::Partial);
+    };
+    let framing = framing(&head.headers, head.version, true)?;
+    Ok(match read_body(buf, pos, framing, limits, false)? {
+        None => Parsed::Partial,
+        Some((body, consumed)) => Parsed::Complete {
+            message: Request { body, ..head },
+            consumed,
+        },
+    })
+}
+
+/// Parses only the head of the request at the start of `buf`: the request with
+/// an empty body, and the head's length. `Ok(None)`: the head is not complete yet.
+///
+/// A server uses it to act before the body has arrived: to answer
+/// `Expect: 100-continue`, or to start the body's own deadline. The head passes
+/// every check [`parse_request`] makes on it, including a `Content-Length` over
+/// [`Limits::max_body`] (413), so a server can refuse before reading the body.
+///
+/// ```
+/// use sockstep::http::{parse_request_head, Limits};
+///
+/// let wire = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nonly";
+/// let (head, len) = parse_request_head(wire, &Limits::default())?.expect("the head is whole");
+/// assert_eq!((head.method.as_str(), len), ("POST", wire.len() - 4));
+/// # Ok::<(), sockstep::http::HttpError>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`parse_request`], for the faults a head can have.
+pub fn parse_request_head(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(Request, usize)>, HttpError> {
     let (line, pos) = match next_line(buf, 0, limits.max_request_line.saturating_add(2))? {
-        Line::Partial => return Ok(Parsed::Partial),
+        Line::Partial => return Ok(None),
         Line::TooLong => return Err(HttpError::new(414, "request line too long")),
         Line::Complete(line, next) => (line, next),
     };
     let (method, target, version) = parse_request_line(line)?;
     let Some((headers, pos)) = parse_fields(buf, pos, limits.max_header_bytes, limits.max_headers)?
     else {
-        return Ok(Parsed::Partial);
+        return Ok(None);
     };
     check_host(&headers, version)?;
-    let framing = framing(&headers, version, true)?;
-    Ok(match read_body(buf, pos, framing, limits, false)? {
-        None => Parsed::Partial,
-        Some((body, consumed)) => Parsed::Complete {
-            message: Request {
-                method,
-                target,
-                version,
-                headers,
-                body,
-            },
-            consumed,
-        },
-    })
+    if let Framing::Length(n) = framing(&headers, version, true)?
+        && usize::try_from(n).map_or(true, |n| n > limits.max_body)
+    {
+        return Err(too_large());
+    }
+    let head = Request {
+        method,
+        target,
+        version,
+        headers,
+        body: Vec::new(),
+    };
+    Ok(Some((head, pos)))
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`; HTTP/1.0 at most one.

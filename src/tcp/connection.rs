@@ -290,6 +290,19 @@ impl Connection {
     /// with RST instead of FIN and the peer sees "connection reset".
     pub fn close(self) {}
 
+    /// Records what a protocol above TCP made of the bytes (an HTTP request read,
+    /// a response written) as an event on this connection's trace, so a walkthrough
+    /// shows messages beside the reads and writes that carried them. `detail` runs
+    /// only when tracing is on.
+    pub fn note(&self, step: Step, detail: impl FnOnce() -> String) {
+        self.trace.emit(|| Event {
+            local: Some(self.local),
+            peer: Some(self.peer),
+            detail: Some(detail()),
+            ..Event::new(self.id, self.side, step, Protocol::Tcp)
+        });
+    }
+
     fn apply_deadline(&mut self) -> Result<(), Error> {
         let Some(deadline) = self.deadline else {
             return Ok(());

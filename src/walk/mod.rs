@@ -5,8 +5,10 @@
 //! step announce itself as it happens — numbered as in the seed, with the system
 //! calls std made for it. `sockstep walk tcp` (and `make run`) runs [`tcp`];
 //! `sockstep walk udp` runs [`udp`]: the datagram socket's steps, then a link
-//! that loses datagrams without a word.
+//! that loses datagrams without a word; `sockstep walk http` runs [`http`]:
+//! requests that each open and close a connection, then HTTP/1.1 keep-alive.
 
+pub mod http;
 pub mod tcp;
 pub mod udp;
 
