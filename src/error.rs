@@ -81,6 +81,15 @@ pub enum ErrorKind {
         /// What was wrong with it.
         reason: String,
     },
+    /// A WebSocket connection ended, or was ended, with this close code (RFC 6455
+    /// §7.4): a violation one side found (1002, 1007, 1009 …), a finished close
+    /// handshake (1000), or 1006 when TCP ended without a close frame.
+    WebSocket {
+        /// The close code.
+        code: u16,
+        /// What happened, in words.
+        reason: String,
+    },
     /// A datagram larger than one UDP datagram can carry (or than a limit we set).
     DatagramTooLarge {
         /// The payload size that was asked for.
@@ -218,8 +227,23 @@ impl Error {
             (ErrorKind::LimitExceeded { .. }, _) => {
                 "the peer sent more than this limit allows; raise the limit if that is legitimate"
             }
+            (ErrorKind::Http { .. }, Step::Upgrade) => {
+                "the upgrade to WebSocket was refused (RFC 6455 §4); check the path and the upgrade headers"
+            }
             (ErrorKind::Http { .. }, _) => {
                 "the peer's HTTP message is malformed or over a limit; it gets this status and the connection closes"
+            }
+            (ErrorKind::WebSocket { code: 1000 | 1001, .. }, _) => {
+                "the WebSocket conversation is over; connect again to talk more"
+            }
+            (ErrorKind::WebSocket { code: 1006, .. }, _) => {
+                "the peer vanished without a close frame: it crashed, or the connection was cut"
+            }
+            (ErrorKind::WebSocket { code: 1009, .. }, _) => {
+                "a message was over the size limit; raise max_frame/max_message if that is legitimate"
+            }
+            (ErrorKind::WebSocket { .. }, _) => {
+                "one side broke RFC 6455 (see the reason); the connection was closed with this code"
             }
             (ErrorKind::DatagramTooLarge { .. }, _) => {
                 "split the message, or use TCP, which carries a stream of any length"
@@ -261,6 +285,9 @@ impl Error {
             ErrorKind::InvalidFrame(why) => format!("cannot frame this message: {why}"),
             ErrorKind::LimitExceeded { what, limit } => format!("over the limit of {limit} {what}"),
             ErrorKind::Http { status, reason } => format!("HTTP {status}: {reason}"),
+            ErrorKind::WebSocket { code, reason } => {
+                format!("WebSocket closed with code {code}: {reason}")
+            }
             ErrorKind::DatagramTooLarge { len, max } => {
                 format!("a datagram of {len} bytes is over the limit of {max}")
             }
@@ -354,7 +381,8 @@ impl From<Error> for io::Error {
             | ErrorKind::LimitExceeded { .. }
             | ErrorKind::DatagramTooLarge { .. }
             | ErrorKind::DatagramTruncated { .. }
-            | ErrorKind::Http { .. } => io::ErrorKind::InvalidData,
+            | ErrorKind::Http { .. }
+            | ErrorKind::WebSocket { .. } => io::ErrorKind::InvalidData,
             ErrorKind::BadEndpoint { .. } | ErrorKind::InvalidInput(_) => {
                 io::ErrorKind::InvalidInput
             }

@@ -42,15 +42,18 @@
 
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod endpoint;
 pub mod error;
 pub mod http;
+pub mod push;
 mod readable;
 pub mod step;
 pub mod tcp;
 pub mod trace;
 pub mod udp;
 pub mod walk;
+pub mod ws;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

@@ -13,12 +13,15 @@
 //!
 //! One file per verb group: `walk.rs` (`sockstep walk tcp|udp`), `tcp.rs`
 //! (`sockstep tcp listen|connect`), `udp.rs` (`sockstep udp
-//! listen|send|relay`), `bench.rs` (`sockstep bench loss`); `args.rs` is the
+//! listen|send|relay`), `push.rs` (`sockstep push serve|connect`), `bench.rs`
+//! (`sockstep bench loss`); `args.rs` is the
 //! small parser they share.
 
 mod args;
 mod bench;
+mod compare;
 mod http;
+mod push;
 mod tcp;
 mod udp;
 mod walk;
@@ -29,6 +32,7 @@ use std::process::ExitCode;
 
 pub use args::Usage;
 pub use http::{HttpFetch, HttpServe};
+pub use push::{PushConnect, PushServe};
 pub use tcp::{Connect, HandlerChoice, Listen};
 pub use udp::{UdpHandlerChoice, UdpListen, UdpRelay, UdpSend};
 
@@ -61,6 +65,12 @@ Usage:
                                      reordering and delaying them on purpose
   sockstep http serve ADDR [...]     run the HTTP/1.1 server: status, echo, files
   sockstep http get URL [...]        one HTTP request (also: http post URL --data ..)
+  sockstep push serve ADDR [...]     run a push hub: a kept socket per client, every
+                                     message published pushed to every subscriber
+  sockstep push connect ADDR [...]   join one: stdin lines published, pushes printed
+  sockstep compare http-vs-socket    the same updates by HTTP polling, long polling
+                                     and push over a kept socket: connections,
+                                     bytes and latency side by side
   sockstep bench loss [--json]       UDP, a reliable channel over UDP, and TCP
                                      through the same loss: what TCP buys, measured
   sockstep --help | --version
@@ -94,10 +104,16 @@ pub enum Command {
         /// Pause after each step (`--slow`).
         slow: bool,
     },
+    /// `sockstep compare http-vs-socket …`.
+    CompareHttpVsSocket(crate::compare::http_vs_socket::CompareConfig),
     /// `sockstep http serve ADDR …`.
     HttpServe(HttpServe),
     /// `sockstep http get|post URL …`.
     HttpFetch(HttpFetch),
+    /// `sockstep push serve ADDR …`.
+    PushServe(PushServe),
+    /// `sockstep push connect ADDR …`.
+    PushConnect(PushConnect),
     /// `sockstep tcp listen ADDR …`.
     TcpListen(Listen),
     /// `sockstep tcp connect ADDR …`.
@@ -132,7 +148,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
     match words {
         [] => Err(Usage::new(
             "sockstep",
-            "missing a command (walk, tcp, udp, http or bench)",
+            "missing a command (walk, tcp, udp, http, push, compare or bench)",
         )),
         [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
         [first] if first == "--version" || first == "-V" => Ok(Command::Version),
@@ -140,13 +156,17 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
         [group, rest @ ..] if group == "tcp" => tcp::parse(rest),
         [group, rest @ ..] if group == "udp" => udp::parse(rest),
         [group, rest @ ..] if group == "http" => http::parse(rest),
+        [group, rest @ ..] if group == "push" => push::parse(rest),
+        [group, rest @ ..] if group == "compare" => compare::parse(rest),
         [group, rest @ ..] if group == "bench" => bench::parse(rest),
         [first, ..] if first.starts_with('-') => {
             Err(Usage::new("sockstep", format!("unknown option '{first}'")))
         }
         [other, ..] => Err(Usage::new(
             "sockstep",
-            format!("unknown command '{other}' (there are: walk, tcp, udp, http, bench)"),
+            format!(
+                "unknown command '{other}' (there are: walk, tcp, udp, http, push, compare, bench)"
+            ),
         )),
     }
 }
@@ -188,8 +208,11 @@ pub fn execute(command: Command) -> Result<(), Error> {
         Command::WalkTcp { slow } => walk::tcp(slow)?,
         Command::WalkUdp { slow } => walk::udp(slow)?,
         Command::WalkHttp { slow } => walk::http(slow)?,
+        Command::CompareHttpVsSocket(config) => compare::http_vs_socket(&config)?,
         Command::HttpServe(serve) => http::serve(&serve)?,
         Command::HttpFetch(fetch) => http::fetch(&fetch)?,
+        Command::PushServe(serve) => push::serve(&serve)?,
+        Command::PushConnect(connect) => push::connect(&connect)?,
         Command::TcpListen(listen) => tcp::listen(&listen)?,
         Command::TcpConnect(connect) => tcp::connect(&connect)?,
         Command::UdpListen(listen) => udp::listen(&listen)?,

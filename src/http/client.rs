@@ -27,15 +27,17 @@
 //! server that crashed while working on the request, so it may only retry when
 //! repeating the request is harmless: the idempotent methods (RFC 9110 §9.2.2).
 //! [`Client`] retries those once, on a new connection, when a *reused* connection
-//! failed before a single byte of the response arrived; anything else is an error.
+//! was closed or reset before a single byte of the response arrived; anything
+//! else is an error (a response timeout too: silence is not the race).
 //!
 //! # Redirects are the caller's choice
 //!
 //! A `3xx` with `Location` is returned as it is unless [`ClientConfig::follow_redirects`]
 //! allows following: a test that checks a redirect must see it, and following
 //! one silently can turn a `POST` into a different request. When following:
-//! `303` (and `301`/`302` after a `POST`) become `GET` without a body, as browsers
-//! do; `307`/`308` repeat the request as it was.
+//! `303` (and `301`/`302` after a `POST`) become `GET` without a body or the
+//! fields that described it, as browsers do; `307`/`308` repeat the request as
+//! it was. `Authorization` and `Cookie` are not carried to another server.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -49,6 +51,13 @@ use crate::step::Step;
 use crate::tcp::client;
 use crate::tcp::connection::{Connection, Timeouts};
 use crate::trace::Trace;
+
+/// The smallest read of a response: a typical head in one call.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// The largest read of a response: about what loopback's receive buffer holds,
+/// and a bound on the room zeroed for each read.
+const MAX_READ: usize = 4 << 20;
 
 /// An `http://` URL, split into what the steps need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,22 +126,38 @@ impl Url {
         }
     }
 
-    /// Where a `Location` header points, seen from this URL: absolute
-    /// (`http://…`), absolute-path (`/x`) or relative to this URL's directory.
+    /// Where a `Location` header points, seen from this URL (RFC 3986 §5.2):
+    /// absolute (`http://…`), network-path (`//host/x`), absolute-path (`/x`),
+    /// query-only (`?q`) or relative to this URL's directory (`x`). A `#fragment`
+    /// is dropped, as in [`Url::parse`]: it never travels to the server.
     ///
     /// # Errors
-    /// As [`Url::parse`], for an absolute location.
+    /// As [`Url::parse`], for an absolute or network-path location.
     pub fn join(&self, location: &str) -> Result<Url, Error> {
-        if location.contains("://") {
+        let location = location.split_once('#').map_or(location, |(l, _)| l);
+        // A scheme is letters, digits, `+ - .` before the first `:`; a `://`
+        // later on, as in `/login?next=http://x`, belongs to a relative reference.
+        let has_scheme = location.split_once(':').is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        });
+        if has_scheme {
             return Url::parse(location);
         }
+        if let Some(rest) = location.strip_prefix("//") {
+            return Url::parse(&format!("http://{rest}"));
+        }
+        let path = self
+            .target
+            .split_once('?')
+            .map_or(self.target.as_str(), |(p, _)| p);
         let target = if location.starts_with('/') {
             location.to_string()
+        } else if location.is_empty() || location.starts_with('?') {
+            format!("{path}{location}")
         } else {
-            let path = self
-                .target
-                .split_once('?')
-                .map_or(self.target.as_str(), |(p, _)| p);
             let dir = &path[..=path.rfind('/').unwrap_or(0)];
             format!("{dir}{location}")
         };
@@ -226,6 +251,7 @@ pub struct HttpConnection {
     limits: Limits,
     response_timeout: Duration,
     requests: u64,
+    /// Bytes read so far of the response to the request last sent.
     last_response_bytes: usize,
 }
 
@@ -240,6 +266,9 @@ impl HttpConnection {
             .to_bytes()
             .map_err(|e| Error::from(e).at(self.conn.peer_endpoint()))?;
         self.requests += 1;
+        // From here on the count is this request's: a send that fails has seen
+        // no byte of its response, whatever the last response was.
+        self.last_response_bytes = 0;
         self.conn.note(Step::Message, || {
             format!(
                 "request: {} {} {}",
@@ -273,7 +302,6 @@ impl HttpConnection {
     }
 
     fn read_response(&mut self, method: &str) -> Result<Response, Error> {
-        let mut chunk = [0; 8 * 1024];
         let mut eof = false;
         loop {
             let parsed = if eof {
@@ -288,7 +316,8 @@ impl HttpConnection {
                     if (100..200).contains(&message.status) && message.status != 101 {
                         continue;
                     }
-                    self.reusable &= !eof && !closes(&message);
+                    // After `101` the connection speaks another protocol: no more HTTP on it.
+                    self.reusable &= !eof && !closes(&message) && message.status != 101;
                     let (status, reason) = (message.status, message.reason.clone());
                     self.conn
                         .note(Step::Message, || format!("response: {status} {reason}"));
@@ -299,10 +328,21 @@ impl HttpConnection {
                 }
                 Parsed::Partial => {}
             }
-            let n = self.conn.read(&mut chunk)?;
+            // The parser starts from the top after every read (it keeps no
+            // state), so reads grow with the buffer: a large body arrives in
+            // fewer, larger reads instead of one parse per 8 KiB.
+            let have = self.buf.len();
+            self.buf.resize(have + have.clamp(READ_CHUNK, MAX_READ), 0);
+            let n = match self.conn.read(&mut self.buf[have..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(have);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(have + n);
             self.last_response_bytes += n;
             eof = n == 0;
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
@@ -487,10 +527,11 @@ impl Client {
     ) -> Result<Response, Error> {
         let mut url = Url::parse(url)?;
         let mut method = method.to_string();
+        let mut headers = headers.clone();
         let mut body = body;
         let mut redirects = 0;
         loop {
-            let request = build(&method, &url, headers, body.clone(), !self.keep_alive);
+            let request = build(&method, &url, &headers, body.clone(), !self.keep_alive);
             let response = self.send_once(&url.endpoint, &request)?;
             let location = response.headers.get("location").map(str::to_string);
             let (true, Some(location)) = (is_redirect(response.status), location) else {
@@ -510,11 +551,31 @@ impl Client {
                 .at(url.endpoint));
             }
             redirects += 1;
-            url = url.join(&location)?;
+            let next = url.join(&location)?;
+            if next.endpoint != url.endpoint {
+                // Credentials were meant for the server they were given to, not
+                // for whichever one it sends us on to (as curl and browsers do).
+                for name in ["authorization", "proxy-authorization", "cookie"] {
+                    headers.remove(name);
+                }
+            }
+            url = next;
             if response.status == 303 || (matches!(response.status, 301 | 302) && method == "POST")
             {
                 method = "GET".to_string();
                 body = Vec::new();
+                // The body is gone, so are the fields that framed or described it
+                // (the Fetch standard's list, plus the framing).
+                for name in [
+                    "content-length",
+                    "transfer-encoding",
+                    "content-type",
+                    "content-encoding",
+                    "content-language",
+                    "content-location",
+                ] {
+                    headers.remove(name);
+                }
             }
         }
     }
@@ -527,7 +588,13 @@ impl Client {
         {
             match conn.exchange(request) {
                 Ok(response) => return Ok(self.keep(server, conn, response)),
-                Err(e) if !(idempotent(&request.method) && conn.last_response_bytes == 0) => {
+                // A closed or reset socket is the race; silence is a slow server,
+                // and asking again would only double the wait.
+                Err(e)
+                    if !(idempotent(&request.method)
+                        && conn.last_response_bytes == 0
+                        && *e.kind() != ErrorKind::TimedOut) =>
+                {
                     return Err(e);
                 }
                 Err(_) => {} // the server had closed the idle connection: go again

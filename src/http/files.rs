@@ -29,6 +29,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind};
+use crate::http::server::request_path;
 use crate::http::wire::{Request, Response};
 use crate::step::Step;
 
@@ -107,7 +108,9 @@ impl StaticDir {
     /// 400 for a malformed path, 403 for one that would leave the directory or
     /// is not a regular file, 404 for one that does not exist.
     pub fn locate(&self, target: &str) -> Result<PathBuf, Refusal> {
-        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        // The absolute-form a proxy sends (`http://host/files/a`) names the same
+        // file as `/files/a` (RFC 9112 §3.2.2), and the router routes both here.
+        let path = request_path(target).ok_or((400, "the request target is not a path"))?;
         let rest = path
             .strip_prefix(self.prefix.as_str())
             .ok_or((404, "not under this directory's prefix"))?;

@@ -115,8 +115,12 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// The most a lingering close reads and throws away before it closes anyway.
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// Bytes asked of the kernel per read: a typical head in one call.
+/// Bytes asked of the kernel per read while a head arrives: a typical head in one call.
 const READ_CHUNK: usize = 8 * 1024;
+
+/// The largest read: a request body arrives in reads of up to 1 MiB (the default
+/// body limit), each into room zeroed once.
+const MAX_READ: usize = 1 << 20;
 
 // ---------------------------------------------------------------------------
 // What a route answers.
@@ -340,12 +344,10 @@ impl Router {
             )
             .into();
         };
-        // RFC 9110 §9.3.2: HEAD is GET without the body; write_response drops it.
-        let method = match request.method.as_str() {
-            "HEAD" => "GET",
-            m => m,
-        };
         let mut allowed: Vec<&str> = Vec::new();
+        // RFC 9110 §9.3.2: HEAD is GET without the body (write_response drops it),
+        // unless a route answers HEAD itself.
+        let mut get_for_head = None;
         for entry in &self.routes {
             let matches = if entry.prefix {
                 path.starts_with(&entry.path)
@@ -355,18 +357,24 @@ impl Router {
             if !matches {
                 continue;
             }
-            if entry.method == method {
+            if entry.method == request.method {
                 return self.run_route(entry, request);
             }
-            allowed.push(&entry.method);
-            if entry.method == "GET" {
-                allowed.push("HEAD");
+            if request.method == "HEAD" && entry.method == "GET" {
+                get_for_head = get_for_head.or(Some(entry));
             }
+            for method in [entry.method.as_str(), "HEAD"] {
+                if (method != "HEAD" || entry.method == "GET") && !allowed.contains(&method) {
+                    allowed.push(method);
+                }
+            }
+        }
+        if let Some(entry) = get_for_head {
+            return self.run_route(entry, request);
         }
         if allowed.is_empty() {
             return Response::text(404, format!("nothing at {path}\n")).into();
         }
-        allowed.dedup();
         Response::text(405, format!("{path} answers {}\n", allowed.join(", ")))
             .with_header("Allow", allowed.join(", "))
             .into()
@@ -385,12 +393,19 @@ impl Router {
 }
 
 /// The path part of a request target: origin-form `/a/b?q` → `/a/b`; the
-/// absolute-form a proxy would send (`http://host/a/b`) → `/a/b`, as RFC 9112
-/// §3.2.2 requires a server to accept. `None` for the other forms.
-fn request_path(target: &str) -> Option<&str> {
-    let target = match target.strip_prefix("http://") {
-        Some(rest) => &rest[rest.find('/')?..],
-        None => target,
+/// absolute-form a proxy would send (`http://host/a/b`, any case of `http`)
+/// → `/a/b`, as RFC 9112 §3.2.2 requires a server to accept, with an empty
+/// path meaning `/`. `None` for the other forms (`*`, `host:port`).
+pub(crate) fn request_path(target: &str) -> Option<&str> {
+    let target = match target.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http://") => {
+            let rest = &target[7..];
+            match rest.find(['/', '?']) {
+                Some(i) if rest[i..].starts_with('/') => &rest[i..],
+                _ => "/",
+            }
+        }
+        _ => target,
     };
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     path.starts_with('/').then_some(path)
@@ -405,10 +420,15 @@ impl Handler for Router {
     /// round again while the connection is kept alive.
     fn handle(&self, conn: &mut Connection) -> Result<(), Error> {
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        // The TCP server's deadline for the whole connection (`max_lifetime`), if
+        // any: each request's deadlines stay within it, and it is put back after.
+        let lifetime = conn.deadline();
         let mut buf = Vec::new();
         let mut served = 0;
         loop {
-            let request = match read_request(conn, &mut buf, &self.config)? {
+            let incoming = read_request(conn, &mut buf, &self.config, lifetime);
+            conn.set_deadline(lifetime);
+            let request = match incoming? {
                 Incoming::Request(request) => request,
                 Incoming::Quiet => return Ok(()),
                 Incoming::Refused(status, reason) => {
@@ -473,22 +493,25 @@ enum Incoming {
 }
 
 /// Step 1 of a request: read until `buf` holds a whole request, under the three
-/// deadlines of the [module docs](self). Bytes past the request stay in `buf`
-/// for the next one (a client may pipeline).
+/// deadlines of the [module docs](self), each cut short by `lifetime` (the TCP
+/// server's deadline for the whole connection) if that comes first. Bytes past
+/// the request stay in `buf` for the next one (a client may pipeline).
 fn read_request(
     conn: &mut Connection,
     buf: &mut Vec<u8>,
     config: &HttpConfig,
+    lifetime: Option<Instant>,
 ) -> Result<Incoming, Error> {
+    let within = |d: Instant| lifetime.map_or(d, |l| l.min(d));
     let mut head_seen = false;
-    let mut phase_start = Instant::now();
-    let mut deadline = phase_start
-        + if buf.is_empty() {
-            config.idle_timeout
-        } else {
-            config.head_timeout
-        };
-    let mut chunk = [0; READ_CHUNK];
+    let mut deadline = within(
+        Instant::now()
+            + if buf.is_empty() {
+                config.idle_timeout
+            } else {
+                config.head_timeout
+            },
+    );
     loop {
         if !buf.is_empty() {
             if !head_seen {
@@ -497,8 +520,7 @@ fn read_request(
                     Ok(None) => {}
                     Ok(Some((head, head_len))) => {
                         head_seen = true;
-                        phase_start = Instant::now();
-                        deadline = phase_start + config.body_timeout;
+                        deadline = within(Instant::now() + config.body_timeout);
                         conn.note(Step::Message, || {
                             format!(
                                 "request head: {} {} {}",
@@ -518,17 +540,16 @@ fn read_request(
                     Ok(Parsed::Partial) => {}
                     Ok(Parsed::Complete { message, consumed }) => {
                         buf.drain(..consumed);
-                        conn.set_deadline(None);
                         return Ok(Incoming::Request(message));
                     }
                 }
             }
         }
         conn.set_deadline(Some(deadline));
-        let n = match conn.read(&mut chunk) {
+        let was_empty = buf.is_empty();
+        let n = match read_more(conn, buf) {
             Ok(n) => n,
             Err(e) if *e.kind() == ErrorKind::TimedOut => {
-                conn.set_deadline(None);
                 return Ok(if buf.is_empty() {
                     Incoming::Quiet
                 } else {
@@ -538,19 +559,29 @@ fn read_request(
             Err(e) => return Err(e),
         };
         if n == 0 {
-            conn.set_deadline(None);
             return Ok(if buf.is_empty() {
                 Incoming::Quiet
             } else {
                 Incoming::Refused(400, "the connection closed before the request was complete")
             });
         }
-        if buf.is_empty() && !head_seen {
+        if was_empty && !head_seen {
             // The first byte of a request: the head's own deadline starts now.
-            deadline = Instant::now() + config.head_timeout;
+            deadline = within(Instant::now() + config.head_timeout);
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Appends one read's bytes to `buf`. The parser starts from the top after every
+/// read (it keeps no state), so reads grow with the buffer — 8 KiB for a head,
+/// up to [`MAX_READ`] for a large body — and a 1 MiB body costs a few parses,
+/// not one per 8 KiB.
+fn read_more(conn: &mut Connection, buf: &mut Vec<u8>) -> Result<usize, Error> {
+    let have = buf.len();
+    buf.resize(have + have.clamp(READ_CHUNK, MAX_READ), 0);
+    let result = conn.read(&mut buf[have..]);
+    buf.truncate(have + *result.as_ref().unwrap_or(&0));
+    result
 }
 
 fn refused(e: &HttpError) -> Incoming {
@@ -605,7 +636,6 @@ fn write_response(
         response.headers.remove("transfer-encoding");
     }
     let status = response.status;
-    let body_len = response.body.len();
     let mut bytes = match response.to_bytes() {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -615,8 +645,14 @@ fn write_response(
             return conn.write_all(&fallback.to_bytes().unwrap_or_default());
         }
     };
-    if method == "HEAD" && response.headers.get("transfer-encoding").is_none() {
-        bytes.truncate(bytes.len() - body_len);
+    if method == "HEAD" {
+        // The head ends at its first blank line (no header value holds CR or LF);
+        // cutting there drops a chunked body as well as a Content-Length one.
+        let head_len = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(bytes.len(), |i| i + 4);
+        bytes.truncate(head_len);
     }
     conn.note(Step::Message, || {
         format!("response: {status} {}", status_text(status))

@@ -73,6 +73,9 @@ pub struct Connection {
     peer: SocketAddr,
     read_timeout: Option<Duration>,
     deadline: Option<Instant>,
+    /// The socket's read timeout was shortened to meet a deadline and must be
+    /// put back once no deadline is set.
+    shortened: bool,
     trace: Trace,
 }
 
@@ -97,6 +100,7 @@ impl Connection {
             peer,
             read_timeout: None,
             deadline: None,
+            shortened: false,
             trace,
         })
     }
@@ -159,6 +163,7 @@ impl Connection {
             peer: self.peer,
             read_timeout: self.read_timeout,
             deadline: self.deadline,
+            shortened: self.shortened,
             trace: self.trace.clone(),
         })
     }
@@ -186,9 +191,16 @@ impl Connection {
 
     /// Ends the connection's reading at `deadline`, however steadily the peer
     /// trickles bytes: a read timeout alone cannot stop a peer that sends one byte
-    /// just before each timeout. Costs one setsockopt per read while set.
+    /// just before each timeout. Costs one setsockopt per read while set. `None`
+    /// removes the deadline; the next read has the plain read timeout again.
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
+    }
+
+    /// The deadline in force, if any: a protocol that sets deadlines of its own
+    /// (an HTTP request's) keeps within this one (the server's `max_lifetime`).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// Turns Nagle's algorithm off (setsockopt TCP_NODELAY) so small writes leave
@@ -305,6 +317,12 @@ impl Connection {
 
     fn apply_deadline(&mut self) -> Result<(), Error> {
         let Some(deadline) = self.deadline else {
+            if self.shortened {
+                self.stream
+                    .set_read_timeout(self.read_timeout)
+                    .map_err(|e| self.io_error(Step::Read, e))?;
+                self.shortened = false;
+            }
             return Ok(());
         };
         let left = deadline.saturating_duration_since(Instant::now());
@@ -312,6 +330,7 @@ impl Connection {
             return Err(self.error(Step::Read, ErrorKind::TimedOut));
         }
         let wait = self.read_timeout.map_or(left, |t| t.min(left));
+        self.shortened = true;
         self.stream
             .set_read_timeout(Some(wait))
             .map_err(|e| self.io_error(Step::Read, e))
