@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run walk-tcp walk-tcp-slow walk-udp walk-udp-slow bench test lint fmt doc clean
+.PHONY: run walk-tcp walk-tcp-slow walk-udp walk-udp-slow walk-http walk-push compare bench test lint fmt doc clean
 
 ## run: the TCP walkthrough on loopback (server and client, every step printed)
 run: walk-tcp
@@ -21,6 +21,18 @@ walk-udp:
 ## walk-udp-slow: the same, pausing after each step of the lifecycle part
 walk-udp-slow:
 	$(CARGO) run --quiet -- walk udp --slow
+
+## walk-http: HTTP on loopback: a connection per request (the seed's HTTP), then keep-alive
+walk-http:
+	$(CARGO) run --quiet -- walk http
+
+## walk-push: the kept socket: two clients connect once, then messages flow both ways unasked
+walk-push:
+	$(CARGO) run --quiet -- walk push
+
+## compare: the same updates by HTTP polling, long polling and push: connections, bytes, latency
+compare:
+	$(CARGO) run --release --quiet -- compare http-vs-socket
 
 ## bench: raw UDP, the reliable channel and TCP through 0-20% loss (optimised build; a minute or two;
 ##        as root with ip and nft the kernel loses the packets, otherwise the relay does and TCP is skipped)

@@ -233,9 +233,12 @@ impl Error {
             (ErrorKind::Http { .. }, _) => {
                 "the peer's HTTP message is malformed or over a limit; it gets this status and the connection closes"
             }
-            (ErrorKind::WebSocket { code: 1000 | 1001, .. }, _) => {
-                "the WebSocket conversation is over; connect again to talk more"
-            }
+            (
+                ErrorKind::WebSocket {
+                    code: 1000 | 1001, ..
+                },
+                _,
+            ) => "the WebSocket conversation is over; connect again to talk more",
             (ErrorKind::WebSocket { code: 1006, .. }, _) => {
                 "the peer vanished without a close frame: it crashed, or the connection was cut"
             }

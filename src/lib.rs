@@ -18,7 +18,15 @@
 //! - [`walk`] — the step-by-step walkthroughs behind `sockstep walk …`.
 //! - [`bench`](mod@bench) — measurements behind `sockstep bench …`: [`bench::loss`] puts raw UDP,
 //!   the reliable channel and TCP through the same packet loss.
-//! - [`http`] — HTTP/1.1 messages on the byte stream: [`http::wire`] parses and emits them, no I/O.
+//! - [`http`] — the seed's "ask, answer, close": [`http::wire`] parses and emits messages
+//!   (no I/O), [`http::server`] runs each connection's request/response loop (and
+//!   HTTP/1.1 keep-alive), [`http::client`] resolves, connects, asks and reads.
+//! - [`ws`] — WebSocket: a kept, two-way socket reached through an HTTP Upgrade.
+//! - [`push`] — the seed's "kept connection, both ways, in real time": a hub that pushes
+//!   every message to every subscriber, over TCP lines ([`push::serve`]) or WebSocket
+//!   ([`push::websocket`]), cutting loose whoever reads too slowly.
+//! - [`compare`] — `sockstep compare http-vs-socket`: the same updates by polling, long
+//!   polling and push, with the connections, bytes and latency each cost.
 //! - [`cli`] — the `sockstep` command line: words parsed into a [`cli::Command`], then run.
 //!
 //! ```

@@ -35,6 +35,7 @@ fn every_mode_delivers_every_update_once_and_counts_its_cost() {
     let poll_kept = row(&rows, "HTTP polling, keep-alive");
     let long_poll = row(&rows, "HTTP long polling");
     let push = row(&rows, "push over a kept TCP");
+    let websocket = row(&rows, "push over WebSocket");
 
     // The seed's HTTP: one TCP connection per request.
     assert_eq!(poll_new.connections, poll_new.requests, "{poll_new:?}");
@@ -48,6 +49,12 @@ fn every_mode_delivers_every_update_once_and_counts_its_cost() {
     // Push: one connection, no requests, and a handful of bytes up (`SUB`).
     assert_eq!((push.connections, push.requests), (1, 0), "{push:?}");
     assert!(push.bytes_up < 16, "{push:?}");
+    // WebSocket: one request (the Upgrade), then the same kept connection.
+    assert_eq!(
+        (websocket.connections, websocket.requests),
+        (1, 1),
+        "{websocket:?}"
+    );
     // Every HTTP request carries a head both ways: per update delivered, the
     // request/response modes move more bytes than push does.
     for http in [poll_new, poll_kept, long_poll] {

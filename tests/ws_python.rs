@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -27,10 +27,8 @@ use std::time::{Duration, Instant};
 use sockstep::trace::Trace;
 use sockstep::ws::{CloseCode, Config, Echo, Message, WebSocket};
 
+use common::python::{PYTHON_DEADLINE, lines_of, python_or_skip, rest, run_script, wait_or_kill};
 use common::{IO_TIMEOUT, TIMEOUTS};
-
-/// The longest any Python process may run.
-const PYTHON_DEADLINE: Duration = Duration::from_secs(30);
 
 fn ws_config() -> Config {
     Config {
@@ -40,121 +38,6 @@ fn ws_config() -> Config {
         close_timeout: Duration::from_secs(2),
         ..Config::default()
     }
-}
-
-/// Waits for `child` until `deadline`, killing it past that. `None` if it was killed.
-fn wait_or_kill(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-}
-
-/// Drains a child's pipe on a thread, so the child never blocks on a full
-/// pipe; each line goes to the channel.
-fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Everything left in a channel, without waiting.
-fn rest(rx: &mpsc::Receiver<String>) -> String {
-    rx.try_iter().collect::<Vec<_>>().join("\n")
-}
-
-/// A Python with `websockets` importable, or why there is none.
-fn python() -> Result<PathBuf, String> {
-    let mut candidates = Vec::new();
-    if let Some(venv) = std::env::var_os("SOCKSTEP_VENV") {
-        candidates.push(PathBuf::from(venv).join("bin/python3"));
-    }
-    candidates.push(PathBuf::from("/opt/sockstep-venv/bin/python3"));
-    candidates.push(PathBuf::from("python3"));
-    let mut tried = Vec::new();
-    for python in candidates {
-        let probe = Command::new(&python)
-            .args([
-                "-c",
-                "import websockets, websockets.sync.client, websockets.sync.server; \
-                 print(websockets.__version__)",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(mut child) = probe else {
-            tried.push(format!("{} (not found)", python.display()));
-            continue;
-        };
-        let out = lines_of(child.stdout.take().expect("piped"));
-        match wait_or_kill(&mut child, Instant::now() + PYTHON_DEADLINE) {
-            Some(status) if status.success() => {
-                eprintln!(
-                    "using {} with websockets {}",
-                    python.display(),
-                    out.recv_timeout(IO_TIMEOUT).unwrap_or_default()
-                );
-                return Ok(python);
-            }
-            _ => tried.push(format!(
-                "{} (no websockets with its sync API)",
-                python.display()
-            )),
-        }
-    }
-    Err(format!(
-        "no Python with the websockets library: tried {}; install it with \
-         `python3 -m venv /opt/sockstep-venv && /opt/sockstep-venv/bin/pip install websockets`",
-        tried.join(", ")
-    ))
-}
-
-/// The Python to use, or a loud skip.
-fn python_or_skip(test: &str) -> Option<PathBuf> {
-    match python() {
-        Ok(python) => Some(python),
-        Err(why) => {
-            eprintln!("SKIPPED: {test} because {why}");
-            None
-        }
-    }
-}
-
-/// Runs a Python script to the end (or the deadline): exit status, stdout, stderr.
-fn run_script(
-    python: &PathBuf,
-    script: &str,
-    args: &[&str],
-) -> (Option<ExitStatus>, String, String) {
-    let mut child = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    let out = lines_of(child.stdout.take().expect("piped"));
-    let err = lines_of(child.stderr.take().expect("piped"));
-    let status = wait_or_kill(&mut child, Instant::now() + PYTHON_DEADLINE);
-    // The drain threads end at the pipes' EOF, right after the exit.
-    thread::sleep(Duration::from_millis(50));
-    (status, rest(&out), rest(&err))
 }
 
 // ---------------------------------------------------------------------------

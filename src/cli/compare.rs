@@ -12,10 +12,10 @@ use crate::error::Error;
 pub const USAGE: &str = "\
 Usage: sockstep compare http-vs-socket [--updates N] [--every MS] [--poll MS]
 
-Delivers the same stream of updates from a server to a client four ways —
+Delivers the same stream of updates from a server to a client five ways —
 HTTP polling with a new connection per request (the seed's HTTP), HTTP
-polling on a kept-alive connection, HTTP long polling, and push over a kept
-TCP socket — and prints, for each, the TCP connections the client opened,
+polling on a kept-alive connection, HTTP long polling, push over a kept
+TCP socket, and push over WebSocket — and prints, for each, the TCP connections the client opened,
 its HTTP requests, the bytes it wrote and read, how many updates arrived, and
 the delivery latency from publication to arrival (median and 99th percentile).
 Everything runs in this process on loopback; it takes about 10 s.
@@ -79,7 +79,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
 /// # Errors
 /// A socket step's error, or a mode that did not deliver every update.
 pub fn http_vs_socket(config: &CompareConfig) -> Result<(), Error> {
-    eprintln!("sockstep compare http-vs-socket: the same updates, four ways");
+    eprintln!("sockstep compare http-vs-socket: the same updates, five ways");
     let rows = http_vs_socket::run(config, &mut io::stderr())?;
     let mut out = io::stdout().lock();
     let _ = out

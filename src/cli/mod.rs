@@ -54,6 +54,8 @@ Usage:
   sockstep walk udp [--slow]         the same for UDP, then 1,000 datagrams through
                                      a link that loses some without a word
   sockstep walk http [--slow]        HTTP: a connection per request, then keep-alive
+  sockstep walk push [--slow]        a kept socket: two clients connect once, the
+                                     server pushes to them unasked
   sockstep tcp listen ADDR [...]     run a TCP server: --echo, --sink or --record
   sockstep tcp connect ADDR [...]    talk to a TCP server, like nc: stdin to it,
                                      its replies to stdout
@@ -101,6 +103,11 @@ pub enum Command {
     },
     /// `sockstep walk http [--slow]`.
     WalkHttp {
+        /// Pause after each step (`--slow`).
+        slow: bool,
+    },
+    /// `sockstep walk push [--slow]`.
+    WalkPush {
         /// Pause after each step (`--slow`).
         slow: bool,
     },
@@ -208,6 +215,7 @@ pub fn execute(command: Command) -> Result<(), Error> {
         Command::WalkTcp { slow } => walk::tcp(slow)?,
         Command::WalkUdp { slow } => walk::udp(slow)?,
         Command::WalkHttp { slow } => walk::http(slow)?,
+        Command::WalkPush { slow } => walk::push(slow)?,
         Command::CompareHttpVsSocket(config) => compare::http_vs_socket(&config)?,
         Command::HttpServe(serve) => http::serve(&serve)?,
         Command::HttpFetch(fetch) => http::fetch(&fetch)?,

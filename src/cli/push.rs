@@ -25,9 +25,12 @@ use crate::push::hub::{
 };
 use crate::push::line::Command as LineCommand;
 use crate::push::serve::{self, DEFAULT_IDLE_TIMEOUT, PushStats};
+use crate::push::websocket;
 use crate::tcp::connection::{DEFAULT_TIMEOUT, Timeouts};
+use crate::tcp::serve::ServeConfig;
 use crate::tcp::{client, server};
 use crate::trace::{Printer, Trace};
+use crate::ws;
 
 /// `sockstep push --help`.
 pub const USAGE: &str = "\
@@ -86,6 +89,9 @@ Options:
   --max-members N       members at once; one more is told 'BYE hub full'
                         (1 to {max_members}; default {members})
   --idle-timeout SECS   cut a member that sends nothing for SECS (default {idle})
+  --web ADDR            also serve, over HTTP on ADDR, a page whose script joins
+                        the hub by WebSocket (GET / the page, GET /hub the socket:
+                        one line per text message); open it in a browser
   --for SECS            stop by itself after SECS, as if Enter were pressed
   --trace               print every socket step on stdout
   -h, --help            show this help
@@ -130,6 +136,7 @@ const SERVE: Spec = Spec {
         ("--queue", "N"),
         ("--max-members", "N"),
         ("--idle-timeout", "SECS"),
+        ("--web", "ADDR"),
         ("--for", "SECS"),
     ],
 };
@@ -150,6 +157,8 @@ pub struct PushServe {
     pub hub: HubConfig,
     /// How long a member may send nothing (`--idle-timeout`).
     pub idle_timeout: Duration,
+    /// Also serve the hub's web page and WebSocket here (`--web`).
+    pub web: Option<Endpoint>,
     /// Stop by itself after this long (`--for`).
     pub run_for: Option<Duration>,
     /// Print every step (`--trace`).
@@ -215,6 +224,15 @@ fn parse_serve(words: &[String]) -> Result<Command, Usage> {
         idle_timeout: parsed
             .seconds("--idle-timeout")?
             .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        web: parsed
+            .value("--web")
+            .map(|web| {
+                Endpoint::parse_with_default(web, Protocol::Tcp)
+                    .ok()
+                    .filter(|e| e.protocol() == Protocol::Tcp)
+                    .ok_or_else(|| parsed.error("bad --web ADDR: write IP:PORT or HOST:PORT"))
+            })
+            .transpose()?,
         run_for: parsed.seconds("--for")?,
         trace: parsed.switch("--trace"),
     }))
@@ -270,7 +288,7 @@ pub fn serve(cmd: &PushServe) -> Result<(), Error> {
         read: Some(cmd.idle_timeout),
         write: Some(DEFAULT_TIMEOUT),
     };
-    let push = serve::serve(listening, hub, timeouts)?;
+    let push = serve::serve(listening, hub.clone(), timeouts)?;
     let tick = cmd
         .hub
         .tick
@@ -281,8 +299,30 @@ pub fn serve(cmd: &PushServe) -> Result<(), Error> {
         cmd.hub.queue,
         cmd.hub.max_members,
     ));
+    let web = match &cmd.web {
+        None => None,
+        Some(endpoint) => {
+            let addr = super::resolve_first(endpoint)?;
+            let config = ws::Config {
+                timeouts,
+                ..ws::Config::default()
+            };
+            let router = websocket::router(hub, config).status_page("/status");
+            let listening = server::socket(addr, &trace).bind()?.listen(BACKLOG);
+            let web = listening.serve(ServeConfig::default(), router)?;
+            print_line(&format!(
+                "web page on http://{}/ (WebSocket members at /hub)",
+                web.local_addr()
+            ));
+            Some(web)
+        }
+    };
     wait_for_stop(cmd.run_for);
-    eprintln!("sockstep: stopped: {}", stats_line(&push.shutdown()));
+    let stats = push.shutdown();
+    if let Some(web) = web {
+        web.shutdown();
+    }
+    eprintln!("sockstep: stopped: {}", stats_line(&stats));
     Ok(())
 }
 
@@ -460,6 +500,7 @@ mod tests {
                 endpoint: "tcp://127.0.0.1:7878".parse().unwrap(),
                 hub: HubConfig::default(),
                 idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                web: None,
                 run_for: None,
                 trace: false,
             })

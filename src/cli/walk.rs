@@ -1,4 +1,4 @@
-//! `sockstep walk tcp|udp|http`: the walkthroughs, which run real sockets and print every step.
+//! `sockstep walk tcp|udp|http|push`: the walkthroughs, which run real sockets and print every step.
 
 use std::io;
 
@@ -12,12 +12,14 @@ pub const USAGE: &str = "\
 Usage: sockstep walk tcp [--slow]
        sockstep walk udp [--slow]
        sockstep walk http [--slow]
+       sockstep walk push [--slow]
 
 Walkthroughs run the seed's socket flow for real, on loopback, in this one
 process, and print every step as it happens. 'tcp' is the stream socket's
 life; 'udp' the datagram socket's, then a link that loses datagrams; 'http'
-requests that each open and close a connection, then HTTP/1.1 keep-alive.
-'sockstep walk tcp --help' (or udp, http) says more.
+requests that each open and close a connection, then HTTP/1.1 keep-alive;
+'push' a kept connection per client, with the server pushing unasked.
+'sockstep walk tcp --help' (or udp, http, push) says more.
 ";
 
 /// `sockstep walk http --help`.
@@ -30,6 +32,26 @@ socket step and every HTTP message as it happens:
     socket() → connect() → write the request → read the response → close()
   part 2, HTTP/1.1 keep-alive: three requests on one connection.
 Then how many connections each part took. Finishes by itself.
+
+Options:
+  --slow       pause after each step so you can follow along
+  -h, --help   show this help
+";
+
+/// `sockstep walk push --help`.
+pub const USAGE_PUSH: &str = "\
+Usage: sockstep walk push [--slow]
+
+Runs a push hub and two clients, alice and bob, in this process, on loopback,
+and prints every socket step and every line each way as it happens:
+  the server: socket() → bind() → listen(), its clock ticking every 200 ms;
+  alice and bob connect once each — socket() → connect() → HELLO — and SUB;
+  alice publishes and bob receives it without asking; bob answers, alice
+    receives; the server pushes a TICK on its own; nobody reconnects;
+  alice sends QUIT (BYE quit, close); the server shuts down (BYE to bob).
+Then how many connections, lines each way, and lines nobody asked for.
+The contrast is 'walk http', where the server speaks only when asked.
+Finishes by itself in about a second.
 
 Options:
   --slow       pause after each step so you can follow along
@@ -94,6 +116,13 @@ const HTTP: Spec = Spec {
     options: &[],
 };
 
+const PUSH: Spec = Spec {
+    command: "sockstep walk push",
+    positionals: &[],
+    switches: &["--slow"],
+    options: &[],
+};
+
 /// Parses the words after `walk`.
 ///
 /// # Errors
@@ -102,7 +131,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
     match words {
         [] => Err(Usage::new(
             "sockstep walk",
-            "missing the walkthrough to run (there are: tcp, udp, http)",
+            "missing the walkthrough to run (there are: tcp, udp, http, push)",
         )),
         [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
         [first, rest @ ..] if first == "tcp" => {
@@ -132,9 +161,18 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
                 slow: parsed.switch("--slow"),
             })
         }
+        [first, rest @ ..] if first == "push" => {
+            let parsed = args::parse(&PUSH, rest)?;
+            if parsed.help {
+                return Ok(Command::Help(USAGE_PUSH.to_string()));
+            }
+            Ok(Command::WalkPush {
+                slow: parsed.switch("--slow"),
+            })
+        }
         [other, ..] => Err(Usage::new(
             "sockstep walk",
-            format!("unknown walkthrough '{other}' (there are: tcp, udp, http)"),
+            format!("unknown walkthrough '{other}' (there are: tcp, udp, http, push)"),
         )),
     }
 }
@@ -166,6 +204,15 @@ pub fn http(slow: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs `sockstep walk push`, printing to standard output.
+///
+/// # Errors
+/// Any step's error, for example if loopback is unavailable.
+pub fn push(slow: bool) -> Result<(), Error> {
+    walk::push::run(&options(slow), Box::new(io::stdout()))?;
+    Ok(())
+}
+
 fn options(slow: bool) -> WalkOptions {
     WalkOptions {
         pause: if slow {
@@ -182,7 +229,12 @@ mod tests {
 
     #[test]
     fn every_flag_the_parser_accepts_is_in_the_help() {
-        for (spec, usage) in [(TCP, USAGE_TCP), (UDP, USAGE_UDP), (HTTP, USAGE_HTTP)] {
+        for (spec, usage) in [
+            (TCP, USAGE_TCP),
+            (UDP, USAGE_UDP),
+            (HTTP, USAGE_HTTP),
+            (PUSH, USAGE_PUSH),
+        ] {
             for flag in spec.switches {
                 assert!(usage.contains(flag), "{} help lacks {flag}", spec.command);
             }

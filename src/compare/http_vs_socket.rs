@@ -1,4 +1,4 @@
-//! `sockstep compare http-vs-socket`: the same updates, delivered four ways.
+//! `sockstep compare http-vs-socket`: the same updates, delivered five ways.
 //!
 //! # The idea
 //!
@@ -18,7 +18,9 @@
 //!   drops to one round trip, but every update still costs a request and a
 //!   response head.
 //! - **Push over a kept socket**: subscribe once; the server writes each update
-//!   when it happens — the hub's line protocol over TCP ([`crate::push`]).
+//!   when it happens — the hub's line protocol over TCP ([`crate::push`]) —
+//!   and the same hub over WebSocket ([`crate::push::websocket`]): one HTTP
+//!   request, the Upgrade, then the same kept connection.
 //!
 //! Every mode gets the same `updates`, published every `every` by a thread of
 //! the server, each stamped with its publication time. The client notes when
@@ -157,10 +159,17 @@ enum Mode {
     PollKept,
     LongPoll,
     Push,
+    WebSocket,
 }
 
 impl Mode {
-    const ALL: [Mode; 4] = [Mode::PollNew, Mode::PollKept, Mode::LongPoll, Mode::Push];
+    const ALL: [Mode; 5] = [
+        Mode::PollNew,
+        Mode::PollKept,
+        Mode::LongPoll,
+        Mode::Push,
+        Mode::WebSocket,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -168,6 +177,7 @@ impl Mode {
             Mode::PollKept => "HTTP polling, keep-alive",
             Mode::LongPoll => "HTTP long polling, keep-alive",
             Mode::Push => "push over a kept TCP socket",
+            Mode::WebSocket => "push over WebSocket",
         }
     }
 }
@@ -187,6 +197,7 @@ fn run_mode(mode: Mode, config: &CompareConfig) -> Result<Row, Error> {
             arrivals?
         }
         Mode::Push => push::run(&feed, config, &trace)?,
+        Mode::WebSocket => push::run_websocket(&feed, config, &trace, &tally)?,
     };
     let mut latencies: Vec<Duration> = arrivals.iter().map(|a| a.latency).collect();
     latencies.sort();
@@ -477,11 +488,22 @@ mod push {
     use crate::push::hub::{Hub, HubConfig, MAX_QUEUE};
     use crate::push::line::ServerLine;
     use crate::push::serve;
+    use crate::push::websocket;
     use crate::tcp::client;
     use crate::tcp::connection::Timeouts;
+    use crate::ws::{self, CloseCode, Message, WebSocket};
 
     /// How long the client waits for any one line before calling the run broken.
     const LINE_WAIT: Duration = Duration::from_secs(5);
+
+    /// A hub with room for every update at once: the comparison is about
+    /// latency, not about cutting a slow consumer loose.
+    fn hub(config: &CompareConfig) -> Result<Hub, Error> {
+        Hub::new(HubConfig {
+            queue: config.updates.clamp(1, MAX_QUEUE),
+            ..HubConfig::default()
+        })
+    }
 
     /// The hub on a kept TCP connection: the client connects and subscribes
     /// once; each update is announced by the server and pushed to it.
@@ -490,13 +512,7 @@ mod push {
         config: &CompareConfig,
         trace: &Trace,
     ) -> Result<Vec<Arrival>, Error> {
-        // Room for every update at once: the comparison is about latency, not
-        // about cutting a slow consumer loose.
-        let queue = config.updates.clamp(1, MAX_QUEUE);
-        let hub = Hub::new(HubConfig {
-            queue,
-            ..HubConfig::default()
-        })?;
+        let hub = hub(config)?;
         let listening = server::socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &Trace::off())
             .bind()?
             .listen(8);
@@ -528,6 +544,57 @@ mod push {
         join(publisher);
         drop(hub_client);
         push_server.shutdown();
+        received.map(|()| arrivals)
+    }
+
+    /// The same hub reached by WebSocket: one HTTP request (the upgrade), then
+    /// one text message per update on the kept connection.
+    pub(super) fn run_websocket(
+        feed: &Arc<Feed>,
+        config: &CompareConfig,
+        trace: &Trace,
+        tally: &Tally,
+    ) -> Result<Vec<Arrival>, Error> {
+        let hub = hub(config)?;
+        let router = websocket::router(hub.clone(), ws::Config::default());
+        let listening = server::socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &Trace::off())
+            .bind()?
+            .listen(8);
+        let web = listening.serve(ServeConfig::default(), router)?;
+        let mut socket =
+            WebSocket::connect(web.local_addr(), "/hub", &ws::Config::default(), trace)?;
+        tally.requests.fetch_add(1, Ordering::Relaxed);
+        socket.send_text("SUB")?;
+        while socket.recv()? != Message::Text("OK SUB".into()) {}
+        let announcer = hub.clone();
+        feed.on_update(move |update| {
+            announcer.announce(&update.line());
+        });
+        let publisher = feed.start(config);
+        let mut arrivals = Vec::with_capacity(config.updates);
+        let received = (|| {
+            while arrivals.len() < config.updates {
+                match socket.recv()? {
+                    Message::Text(line) => {
+                        if let ServerLine::Sys { text, .. } = ServerLine::parse(&line)
+                            && let Some(update) = Update::parse(&text)
+                        {
+                            arrivals.push(feed.arrival(update));
+                        }
+                    }
+                    Message::Close { .. } => {
+                        return Err(incomplete(Mode::WebSocket, arrivals.len() as u64, config));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })();
+        feed.stop();
+        join(publisher);
+        let _ = socket.close(CloseCode::NORMAL, "done");
+        hub.shutdown();
+        web.shutdown();
         received.map(|()| arrivals)
     }
 }

@@ -19,6 +19,8 @@
 //!   its own thread and written by a second one; every way a connection can
 //!   end, handled and counted.
 //! - [`client`] — a client of the line protocol, for tests and the CLI.
+//! - [`websocket`] — the same hub for browsers: one line per WebSocket text
+//!   message, behind an HTTP route (`GET /hub`), with a page that uses it.
 //!
 //! `docs/push.md` tells the whole story, with an `nc` session.
 //!
@@ -44,5 +46,6 @@ pub mod client;
 pub mod hub;
 pub mod line;
 pub mod serve;
+pub mod websocket;
 
 pub use hub::{Hub, HubConfig, Member};

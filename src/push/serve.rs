@@ -202,45 +202,64 @@ fn read_commands(conn: &mut Connection, member: &Member) -> Ended {
                 };
             }
         };
-        let command = Command::parse(&line);
-        // Every command but QUIT is answered, and a PUB from a subscriber
-        // brings back its MSG too (see `Member::wait_for_room`).
-        let places = match &command {
-            Ok(None | Some(Command::Quit)) => 0,
-            Ok(Some(Command::Pub(_))) => 2,
-            _ => 1,
-        };
-        if places > 0 {
-            member.wait_for_room(places, room_wait);
-        }
-        match command {
-            Ok(None) => {}
-            Ok(Some(Command::Sub)) => {
-                member.subscribe("OK SUB");
-            }
-            Ok(Some(Command::Unsub)) => {
-                member.unsubscribe("OK UNSUB");
-            }
-            Ok(Some(Command::Pub(text))) => {
-                if let Some(seq) = member.publish(&text) {
-                    member.reply(&format!("OK PUB {seq}"));
-                }
-            }
-            Ok(Some(Command::Ping(text))) if text.is_empty() => {
-                member.reply("PONG");
-            }
-            Ok(Some(Command::Ping(text))) => {
-                member.reply(&format!("PONG {text}"));
-            }
-            Ok(Some(Command::Help)) => {
-                member.reply(line::HELP);
-            }
-            Ok(Some(Command::Quit)) => return ended(Leave::Quit, None, true),
-            Err(why) => {
-                member.reply(&format!("ERR {why}"));
-            }
+        if act(member, &line, room_wait) == Acted::Quit {
+            return ended(Leave::Quit, None, true);
         }
     }
+}
+
+/// What [`act`] did with a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acted {
+    /// Answered (or ignored, for an empty line); read the next.
+    Done,
+    /// The client said `QUIT`.
+    Quit,
+}
+
+/// One command line from a member, acted on: the part of the protocol every
+/// transport shares (the lines come from TCP here, from WebSocket messages in
+/// [`super::websocket`]).
+pub(crate) fn act(member: &Member, line: &[u8], room_wait: Duration) -> Acted {
+    let command = Command::parse(line);
+    // Every command but QUIT is answered, and a PUB from a subscriber
+    // brings back its MSG too (see `Member::wait_for_room`).
+    let places = match &command {
+        Ok(None | Some(Command::Quit)) => 0,
+        Ok(Some(Command::Pub(_))) => 2,
+        _ => 1,
+    };
+    if places > 0 {
+        member.wait_for_room(places, room_wait);
+    }
+    match command {
+        Ok(None) => {}
+        Ok(Some(Command::Sub)) => {
+            member.subscribe("OK SUB");
+        }
+        Ok(Some(Command::Unsub)) => {
+            member.unsubscribe("OK UNSUB");
+        }
+        Ok(Some(Command::Pub(text))) => {
+            if let Some(seq) = member.publish(&text) {
+                member.reply(&format!("OK PUB {seq}"));
+            }
+        }
+        Ok(Some(Command::Ping(text))) if text.is_empty() => {
+            member.reply("PONG");
+        }
+        Ok(Some(Command::Ping(text))) => {
+            member.reply(&format!("PONG {text}"));
+        }
+        Ok(Some(Command::Help)) => {
+            member.reply(line::HELP);
+        }
+        Ok(Some(Command::Quit)) => return Acted::Quit,
+        Err(why) => {
+            member.reply(&format!("ERR {why}"));
+        }
+    }
+    Acted::Done
 }
 
 fn ended(reason: Leave, error: Option<Error>, linger: bool) -> Ended {

@@ -6,9 +6,12 @@
 //! calls std made for it. `sockstep walk tcp` (and `make run`) runs [`tcp`];
 //! `sockstep walk udp` runs [`udp`]: the datagram socket's steps, then a link
 //! that loses datagrams without a word; `sockstep walk http` runs [`http`]:
-//! requests that each open and close a connection, then HTTP/1.1 keep-alive.
+//! requests that each open and close a connection, then HTTP/1.1 keep-alive;
+//! `sockstep walk push` runs [`push`]: two clients that connect once, and
+//! messages both ways on the kept connections, the server speaking unasked.
 
 pub mod http;
+pub mod push;
 pub mod tcp;
 pub mod udp;
 

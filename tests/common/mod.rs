@@ -7,6 +7,8 @@
 // Each test binary compiles this module and uses only some of it.
 #![allow(dead_code)]
 
+pub mod python;
+
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::thread;
