@@ -5,21 +5,19 @@
 //! when the deadline passes, and its output is read on threads, so a hung
 //! child fails its test instead of hanging the suite.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::process::{drain, skipped, sockstep, wait_or_kill};
 
 /// Longer than anything here should take, even on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn sockstep(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sockstep"));
-    command.args(args);
-    command
-}
 
 /// A finished child: its exit code and everything it wrote.
 #[derive(Debug)]
@@ -27,31 +25,6 @@ struct Finished {
     code: Option<i32>,
     stdout: String,
     stderr: String,
-}
-
-/// Reads all of `pipe` on a thread of its own.
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// Polls until `child` exits; kills it and returns `None` at the deadline.
-fn wait_or_kill(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Runs `command` to the end with `input` on its stdin (then end of input).
@@ -222,12 +195,6 @@ fn assert_in_order(haystack: &str, needles: &[&str]) {
             None => panic!("{needle:?} missing, or out of order, in:\n{haystack}"),
         }
     }
-}
-
-/// Says loudly that a test did not run. Straight to the stderr handle: the test
-/// harness captures `eprintln!` of passing tests, which would hide the skip.
-fn skipped(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why} ***\n");
 }
 
 /// Runs `program probe…` quietly; `None` when it cannot be started at all.

@@ -10,11 +10,12 @@ mod common;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::process::wait_or_kill;
 use common::{IO_TIMEOUT, TIMEOUTS};
 use sockstep::http::client::{Client, ClientConfig};
 use sockstep::http::server::{Router, echo};
@@ -104,22 +105,6 @@ fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
         let _ = pipe.read_to_end(&mut bytes);
         bytes
     })
-}
-
-/// Polls until `child` exits; kills it and returns `None` at the deadline.
-fn wait_or_kill(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Runs `program args…` to the end, with no input; fails the test if it does

@@ -4,29 +4,18 @@
 //! Every child runs under a deadline and is killed when dropped; its output is
 //! read on threads, so a hung child fails its test instead of hanging the suite.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::process::{skipped, sockstep, wait_or_kill};
 
 /// Longer than anything here should take, even on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn sockstep(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sockstep"));
-    command.args(args);
-    command
-}
-
-/// Says loudly that a test did not run, straight to the stderr handle: the
-/// harness captures `eprintln!` of passing tests, which would hide the skip.
-fn skipped(test: &str, why: &str) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED {test} because {why} ***\n"
-    );
-}
 
 /// Whether OpenBSD's netcat is here (the tests rely on its `-N`).
 fn have_openbsd_nc() -> bool {
@@ -136,22 +125,6 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Polls until `child` exits; kills it and returns `None` at the deadline.
-fn wait_or_kill(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -391,7 +364,7 @@ fn push_help_and_usage_errors() {
         ),
         (
             &["push", "connect", "udp://127.0.0.1:1"],
-            "the push hub speaks TCP",
+            "this verb speaks TCP",
         ),
     ] {
         let (code, _, stderr) = Running::start(sockstep(args)).wait();

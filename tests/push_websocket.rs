@@ -21,7 +21,8 @@ use sockstep::tcp::serve::Server;
 use sockstep::trace::Trace;
 use sockstep::ws::{CloseCode, Config, Message, WebSocket};
 
-use common::python::{python_or_skip, run_script, wait_or_kill};
+use common::process::wait_or_kill;
+use common::python::{python_or_skip, run_script};
 use common::{IO_TIMEOUT, TIMEOUTS, any_port_v4, config};
 
 fn ws_config() -> Config {
@@ -299,7 +300,7 @@ fn headless_chromium_on_the_hub_page_is_a_member_both_ways() {
         );
     }));
     let _ = browser.kill();
-    wait_or_kill(&mut browser, Instant::now() + IO_TIMEOUT);
+    wait_or_kill(&mut browser, IO_TIMEOUT);
     let _ = std::fs::remove_dir_all(&profile);
     hubs.stop();
     if let Err(panic) = outcome {

@@ -22,12 +22,13 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sockstep::trace::Trace;
 use sockstep::ws::{CloseCode, Config, Echo, Message, WebSocket};
 
-use common::python::{PYTHON_DEADLINE, lines_of, python_or_skip, rest, run_script, wait_or_kill};
+use common::process::wait_or_kill;
+use common::python::{PYTHON_DEADLINE, lines_of, python_or_skip, rest, run_script};
 use common::{IO_TIMEOUT, TIMEOUTS};
 
 fn ws_config() -> Config {
@@ -201,7 +202,7 @@ impl PythonServer {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.flush();
         }
-        let status = wait_or_kill(&mut self.child, Instant::now() + PYTHON_DEADLINE);
+        let status = wait_or_kill(&mut self.child, PYTHON_DEADLINE);
         thread::sleep(Duration::from_millis(50));
         (status, rest(&self.stderr))
     }

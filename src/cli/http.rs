@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cli::Command;
 use crate::cli::args::{self, Parsed, Spec, Usage};
-use crate::endpoint::{Endpoint, Protocol};
+use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::http::client::{Client, ClientConfig};
 use crate::http::server::{HttpConfig, HttpStats, Router, echo};
@@ -149,12 +149,8 @@ fn parse_serve(words: &[String]) -> Result<Command, Usage> {
     if parsed.help {
         return Ok(Command::Help(SERVE_USAGE.to_string()));
     }
-    let endpoint = Endpoint::parse_with_default(parsed.positional(0), Protocol::Tcp)
-        .ok()
-        .filter(|e| e.protocol() == Protocol::Tcp)
-        .ok_or_else(|| parsed.error("bad ADDR: write IP:PORT, [IPv6]:PORT or HOST:PORT"))?;
     Ok(Command::HttpServe(HttpServe {
-        endpoint,
+        endpoint: super::tcp::tcp_endpoint(&parsed)?,
         dir: parsed.value("--dir").map(str::to_string),
         close: parsed.switch("--close"),
         run_for: parsed.seconds("--for")?,

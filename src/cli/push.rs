@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cli::Command;
-use crate::cli::args::{self, Parsed, Spec, Usage};
-use crate::cli::tcp::{DEFAULT_CONNECT_TIMEOUT, print_line, wait_for_stop};
+use crate::cli::args::{self, Spec, Usage};
+use crate::cli::tcp::{DEFAULT_CONNECT_TIMEOUT, print_line, tcp_endpoint, wait_for_stop};
 use crate::endpoint::{Endpoint, Protocol};
 use crate::error::{Error, ErrorKind};
 use crate::push::client::{Client, Publisher};
@@ -255,19 +255,6 @@ fn parse_connect(words: &[String]) -> Result<Command, Usage> {
             .seconds("--timeout")?
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
     }))
-}
-
-/// The ADDR positional as a TCP endpoint: the hub speaks over TCP.
-fn tcp_endpoint(parsed: &Parsed) -> Result<Endpoint, Usage> {
-    let endpoint = Endpoint::parse_with_default(parsed.positional(0), Protocol::Tcp)
-        .map_err(|e| parsed.error(format!("bad ADDR: {}", e.summary())))?;
-    if endpoint.protocol() != Protocol::Tcp {
-        return Err(parsed.error(format!(
-            "{endpoint} is a {} endpoint; the push hub speaks TCP (write tcp://… or leave the scheme out)",
-            endpoint.protocol()
-        )));
-    }
-    Ok(endpoint)
 }
 
 /// Runs `sockstep push serve` until Enter is pressed or `--for` runs out.
@@ -554,7 +541,7 @@ mod tests {
         assert!(
             usage("push serve udp://127.0.0.1:0")
                 .message
-                .contains("the push hub speaks TCP")
+                .contains("this verb speaks TCP")
         );
     }
 

@@ -244,7 +244,7 @@ fn parse_connect(words: &[String]) -> Result<Command, Usage> {
 }
 
 /// The ADDR positional as a TCP endpoint; `udp://` is a mistake for a TCP verb.
-fn tcp_endpoint(parsed: &Parsed) -> Result<Endpoint, Usage> {
+pub(super) fn tcp_endpoint(parsed: &Parsed) -> Result<Endpoint, Usage> {
     let endpoint = Endpoint::parse_with_default(parsed.positional(0), Protocol::Tcp)
         .map_err(|e| parsed.error(format!("bad ADDR: {}", e.summary())))?;
     if endpoint.protocol() != Protocol::Tcp {

@@ -7,6 +7,7 @@
 // Each test binary compiles this module and uses only some of it.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod python;
 
 use std::io::{self, Read};

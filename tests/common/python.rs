@@ -7,30 +7,16 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::IO_TIMEOUT;
+use super::process::wait_or_kill;
 
 /// The longest any Python process may run.
 pub const PYTHON_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Waits for `child` until `deadline`, killing it past that. `None` if it was killed.
-pub fn wait_or_kill(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-}
 
 /// Drains a child's pipe on a thread, so the child never blocks on a full
 /// pipe; each line goes to the channel.
@@ -76,7 +62,7 @@ pub fn python() -> Result<PathBuf, String> {
             continue;
         };
         let out = lines_of(child.stdout.take().expect("piped"));
-        match wait_or_kill(&mut child, Instant::now() + PYTHON_DEADLINE) {
+        match wait_or_kill(&mut child, PYTHON_DEADLINE) {
             Some(status) if status.success() => {
                 eprintln!(
                     "using {} with websockets {}",
@@ -126,7 +112,7 @@ pub fn run_script(
         .expect("start python");
     let out = lines_of(child.stdout.take().expect("piped"));
     let err = lines_of(child.stderr.take().expect("piped"));
-    let status = wait_or_kill(&mut child, Instant::now() + PYTHON_DEADLINE);
+    let status = wait_or_kill(&mut child, PYTHON_DEADLINE);
     // The drain threads end at the pipes' EOF, right after the exit.
     thread::sleep(Duration::from_millis(50));
     (status, rest(&out), rest(&err))
