@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run walk-tcp walk-tcp-slow walk-udp walk-udp-slow walk-http walk-push compare bench test lint fmt doc clean
+.PHONY: run walk-tcp walk-tcp-slow walk-udp walk-udp-slow walk-http walk-push walk-hosts compare bench test lint fmt doc docs syscalls clean
 
 ## run: the TCP walkthrough on loopback (server and client, every step printed)
 run: walk-tcp
@@ -30,6 +30,10 @@ walk-http:
 walk-push:
 	$(CARGO) run --quiet -- walk push
 
+## walk-hosts: two hosts on one machine (root: network namespaces): the IP address names the host, the port the process
+walk-hosts:
+	$(CARGO) run --quiet -- walk hosts
+
 ## compare: the same updates by HTTP polling, long polling and push: connections, bytes, latency
 compare:
 	$(CARGO) run --release --quiet -- compare http-vs-socket
@@ -52,6 +56,29 @@ lint:
 ## fmt: format the code in place
 fmt:
 	$(CARGO) fmt
+
+## docs: redraw docs/img/ from fresh runs: each walkthrough's sequence diagram, as SVG and Mermaid
+##       (walk hosts only as root, since it builds network namespaces; skipped with a message otherwise)
+docs:
+	@mkdir -p docs/img
+	@for walk in tcp udp http push; do \
+		$(CARGO) run --quiet -- walk $$walk --svg docs/img/walk-$$walk.svg --mermaid docs/img/walk-$$walk.mmd > /dev/null || exit 1; \
+	done
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make docs: skipped walk hosts: it needs root (it builds two network namespaces); docs/img/walk-hosts.* left as they are"; \
+	elif ! $(CARGO) run --quiet -- walk hosts --help | grep -q -- --svg; then \
+		echo "make docs: skipped walk hosts: it draws no pictures yet (no --svg)"; \
+	else \
+		$(CARGO) run --quiet -- walk hosts --svg docs/img/walk-hosts.svg --mermaid docs/img/walk-hosts.mmd > /dev/null || exit 1; \
+	fi
+
+## syscalls: docs/syscalls.md: each walkthrough under strace -f, each seed step's system calls (needs strace)
+syscalls:
+	@if command -v strace > /dev/null; then \
+		$(CARGO) test --quiet --test syscall_map -- --ignored --exact regenerate_docs_syscalls_md; \
+	else \
+		echo "make syscalls: skipped: strace is not installed (apt-get install strace); docs/syscalls.md left as it is"; \
+	fi
 
 ## doc: build the API docs (target/doc/sockstep/index.html)
 doc:

@@ -16,6 +16,14 @@
 //!   → shutdown/close), [`tcp::connection`] (the connected socket both sides hold),
 //!   [`tcp::handlers`] (echo, sink, recorder) and [`tcp::framing`] (messages on a byte stream).
 //! - [`walk`] — the step-by-step walkthroughs behind `sockstep walk …`.
+//! - [`testkit`] — sockstep as a baseline in other people's tests: servers on demand
+//!   (echo, sink, recorder, scripted, an HTTP mock), a fault-injecting TCP proxy, and
+//!   two IP hosts on one machine ([`testkit::hosts`], root only).
+//! - [`netns`] — a network namespace of our own: a second network stack on the machine,
+//!   where the kernel can drop packets without touching anything else (root only).
+//! - [`diagram`] — the seed's figure drawn from a real run: a walkthrough's trace as a
+//!   sequence diagram (SVG or Mermaid), one lifeline per socket (`sockstep walk tcp --svg FILE`);
+//!   the pictures of `docs/README.md`, the reader's path, and its syscall map.
 //! - [`bench`](mod@bench) — measurements behind `sockstep bench …`: [`bench::loss`] puts raw UDP,
 //!   the reliable channel and TCP through the same packet loss.
 //! - [`http`] — the seed's "ask, answer, close": [`http::wire`] parses and emits messages
@@ -51,13 +59,16 @@
 pub mod bench;
 pub mod cli;
 pub mod compare;
+pub mod diagram;
 pub mod endpoint;
 pub mod error;
 pub mod http;
+pub mod netns;
 pub mod push;
 mod readable;
 pub mod step;
 pub mod tcp;
+pub mod testkit;
 pub mod trace;
 pub mod udp;
 pub mod walk;

@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sockstep::bench::loss::{NFT_CHAIN, NFT_TABLE, Namespace};
+use sockstep::netns::{NFT_CHAIN, NFT_TABLE, Namespace};
 use sockstep::tcp::{Timeouts, client, server};
 use sockstep::trace::Trace;
 use sockstep::udp::reliable::{Config, ReliableReceiver, ReliableSender};

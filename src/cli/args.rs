@@ -149,7 +149,7 @@ pub fn is_help(word: &str) -> bool {
 
 /// Whether `text` is a plain decimal: digits with at most one point, and at
 /// least one digit. f64's own parser would also take "inf", "NaN", "1e3" and "-1".
-fn is_plain_decimal(text: &str) -> bool {
+pub(super) fn is_plain_decimal(text: &str) -> bool {
     text.chars().all(|c| c.is_ascii_digit() || c == '.')
         && text.chars().filter(|&c| c == '.').count() <= 1
         && text.chars().any(|c| c.is_ascii_digit())

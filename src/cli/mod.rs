@@ -13,14 +13,15 @@
 //!
 //! One file per verb group: `walk.rs` (`sockstep walk tcp|udp`), `tcp.rs`
 //! (`sockstep tcp listen|connect`), `udp.rs` (`sockstep udp
-//! listen|send|relay`), `push.rs` (`sockstep push serve|connect`), `bench.rs`
-//! (`sockstep bench loss`); `args.rs` is the
+//! listen|send|relay`), `push.rs` (`sockstep push serve|connect`), `proxy.rs`
+//! (`sockstep proxy`), `bench.rs` (`sockstep bench loss`); `args.rs` is the
 //! small parser they share.
 
 mod args;
 mod bench;
 mod compare;
 mod http;
+mod proxy;
 mod push;
 mod tcp;
 mod udp;
@@ -32,9 +33,11 @@ use std::process::ExitCode;
 
 pub use args::Usage;
 pub use http::{HttpFetch, HttpServe};
+pub use proxy::TcpProxy;
 pub use push::{PushConnect, PushServe};
 pub use tcp::{Connect, HandlerChoice, Listen};
 pub use udp::{UdpHandlerChoice, UdpListen, UdpRelay, UdpSend};
+pub use walk::Pictures;
 
 use crate::error::Error;
 
@@ -56,6 +59,9 @@ Usage:
   sockstep walk http [--slow]        HTTP: a connection per request, then keep-alive
   sockstep walk push [--slow]        a kept socket: two clients connect once, the
                                      server pushes to them unasked
+  sockstep walk hosts [--slow]       two hosts on one machine (root): IP vs port
+  sockstep walk tcp --svg FILE       draw the run: a sequence diagram, a column per
+                                     socket (tcp, udp, http, push; also --mermaid FILE)
   sockstep tcp listen ADDR [...]     run a TCP server: --echo, --sink or --record
   sockstep tcp connect ADDR [...]    talk to a TCP server, like nc: stdin to it,
                                      its replies to stdout
@@ -65,6 +71,9 @@ Usage:
   sockstep udp relay --listen ADDR --to ADDR [...]
                                      pass datagrams on, losing, duplicating,
                                      reordering and delaying them on purpose
+  sockstep proxy --listen ADDR --to ADDR [...]
+                                     a TCP proxy that delays, slices, cuts, stalls
+                                     or resets connections on purpose
   sockstep http serve ADDR [...]     run the HTTP/1.1 server: status, echo, files
   sockstep http get URL [...]        one HTTP request (also: http post URL --data ..)
   sockstep push serve ADDR [...]     run a push hub: a kept socket per client, every
@@ -91,24 +100,37 @@ pub enum Command {
     Help(String),
     /// Print the crate's version (`--version`).
     Version,
-    /// `sockstep walk tcp [--slow]`.
+    /// `sockstep walk tcp [--slow] [--svg FILE] [--mermaid FILE]`.
     WalkTcp {
         /// Pause after each step (`--slow`).
         slow: bool,
+        /// Draw the run (`--svg FILE`, `--mermaid FILE`).
+        pictures: Pictures,
     },
-    /// `sockstep walk udp [--slow]`.
+    /// `sockstep walk udp [--slow] [--svg FILE] [--mermaid FILE]`.
     WalkUdp {
         /// Pause after each step of the lifecycle part (`--slow`).
         slow: bool,
+        /// Draw the run (`--svg FILE`, `--mermaid FILE`).
+        pictures: Pictures,
     },
-    /// `sockstep walk http [--slow]`.
+    /// `sockstep walk http [--slow] [--svg FILE] [--mermaid FILE]`.
     WalkHttp {
         /// Pause after each step (`--slow`).
         slow: bool,
+        /// Draw the run (`--svg FILE`, `--mermaid FILE`).
+        pictures: Pictures,
     },
-    /// `sockstep walk push [--slow]`.
+    /// `sockstep walk push [--slow] [--svg FILE] [--mermaid FILE]`.
     WalkPush {
         /// Pause after each step (`--slow`).
+        slow: bool,
+        /// Draw the run (`--svg FILE`, `--mermaid FILE`).
+        pictures: Pictures,
+    },
+    /// `sockstep walk hosts [--slow]` (root only).
+    WalkHosts {
+        /// Pause after each part (`--slow`).
         slow: bool,
     },
     /// `sockstep compare http-vs-socket …`.
@@ -131,6 +153,8 @@ pub enum Command {
     UdpSend(UdpSend),
     /// `sockstep udp relay --listen ADDR --to ADDR …`.
     UdpRelay(UdpRelay),
+    /// `sockstep proxy --listen ADDR --to ADDR …`.
+    Proxy(TcpProxy),
     /// `sockstep bench loss [--json] [--quick]`.
     BenchLoss {
         /// Print only a JSON document (`--json`).
@@ -149,13 +173,14 @@ pub enum Command {
 /// ```
 /// use sockstep::cli::{self, Command};
 /// let words: Vec<String> = ["walk", "tcp", "--slow"].map(String::from).to_vec();
-/// assert_eq!(cli::parse(&words), Ok(Command::WalkTcp { slow: true }));
+/// let walk_tcp = Command::WalkTcp { slow: true, pictures: cli::Pictures::default() };
+/// assert_eq!(cli::parse(&words), Ok(walk_tcp));
 /// ```
 pub fn parse(words: &[String]) -> Result<Command, Usage> {
     match words {
         [] => Err(Usage::new(
             "sockstep",
-            "missing a command (walk, tcp, udp, http, push, compare or bench)",
+            "missing a command (walk, tcp, udp, http, push, proxy, compare or bench)",
         )),
         [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
         [first] if first == "--version" || first == "-V" => Ok(Command::Version),
@@ -164,6 +189,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
         [group, rest @ ..] if group == "udp" => udp::parse(rest),
         [group, rest @ ..] if group == "http" => http::parse(rest),
         [group, rest @ ..] if group == "push" => push::parse(rest),
+        [group, rest @ ..] if group == "proxy" => proxy::parse(rest),
         [group, rest @ ..] if group == "compare" => compare::parse(rest),
         [group, rest @ ..] if group == "bench" => bench::parse(rest),
         [first, ..] if first.starts_with('-') => {
@@ -172,7 +198,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
         [other, ..] => Err(Usage::new(
             "sockstep",
             format!(
-                "unknown command '{other}' (there are: walk, tcp, udp, http, push, compare, bench)"
+                "unknown command '{other}' (there are: walk, tcp, udp, http, push, proxy, compare, bench)"
             ),
         )),
     }
@@ -212,10 +238,11 @@ pub fn execute(command: Command) -> Result<(), Error> {
     match command {
         Command::Help(text) => print(&text),
         Command::Version => print(&format!("sockstep {}\n", env!("CARGO_PKG_VERSION"))),
-        Command::WalkTcp { slow } => walk::tcp(slow)?,
-        Command::WalkUdp { slow } => walk::udp(slow)?,
-        Command::WalkHttp { slow } => walk::http(slow)?,
-        Command::WalkPush { slow } => walk::push(slow)?,
+        Command::WalkTcp { slow, pictures } => walk::tcp(slow, &pictures)?,
+        Command::WalkUdp { slow, pictures } => walk::udp(slow, &pictures)?,
+        Command::WalkHttp { slow, pictures } => walk::http(slow, &pictures)?,
+        Command::WalkPush { slow, pictures } => walk::push(slow, &pictures)?,
+        Command::WalkHosts { slow } => walk::hosts(slow)?,
         Command::CompareHttpVsSocket(config) => compare::http_vs_socket(&config)?,
         Command::HttpServe(serve) => http::serve(&serve)?,
         Command::HttpFetch(fetch) => http::fetch(&fetch)?,
@@ -226,6 +253,7 @@ pub fn execute(command: Command) -> Result<(), Error> {
         Command::UdpListen(listen) => udp::listen(&listen)?,
         Command::UdpSend(send) => udp::send(&send)?,
         Command::UdpRelay(relay) => udp::relay(&relay)?,
+        Command::Proxy(proxy) => proxy::run(&proxy)?,
         Command::BenchLoss { json, quick } => bench::loss(json, quick)?,
     }
     Ok(())
@@ -316,10 +344,29 @@ mod tests {
 
     #[test]
     fn walk_tcp_takes_slow() {
-        assert_eq!(command("walk tcp"), Command::WalkTcp { slow: false });
-        assert_eq!(command("walk tcp --slow"), Command::WalkTcp { slow: true });
+        let none = Pictures::default;
+        assert_eq!(
+            command("walk tcp"),
+            Command::WalkTcp {
+                slow: false,
+                pictures: none()
+            }
+        );
+        assert_eq!(
+            command("walk tcp --slow"),
+            Command::WalkTcp {
+                slow: true,
+                pictures: none()
+            }
+        );
         assert_eq!(usage("walk tcp --fast").message, "unknown option '--fast'");
-        assert_eq!(command("walk udp --slow"), Command::WalkUdp { slow: true });
+        assert_eq!(
+            command("walk udp --slow"),
+            Command::WalkUdp {
+                slow: true,
+                pictures: none()
+            }
+        );
         assert_eq!(usage("walk sctp").command, "sockstep walk");
         assert_eq!(usage("walk").command, "sockstep walk");
     }

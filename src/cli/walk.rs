@@ -1,30 +1,35 @@
-//! `sockstep walk tcp|udp|http|push`: the walkthroughs, which run real sockets and print every step.
+//! `sockstep walk tcp|udp|http|push|hosts`: the walkthroughs, which run real sockets and print every step.
 
-use std::io;
+use std::path::{Path, PathBuf};
+use std::{env, fs, io};
 
 use crate::cli::Command;
 use crate::cli::args::{self, Spec, Usage};
-use crate::error::Error;
+use crate::diagram::{self, Sequence};
+use crate::error::{Error, ErrorKind};
 use crate::walk::{self, SLOW_PAUSE, WalkOptions};
 
 /// `sockstep walk --help`.
 pub const USAGE: &str = "\
-Usage: sockstep walk tcp [--slow]
-       sockstep walk udp [--slow]
-       sockstep walk http [--slow]
-       sockstep walk push [--slow]
+Usage: sockstep walk tcp [--slow] [--svg FILE] [--mermaid FILE]
+       sockstep walk udp [--slow] [--svg FILE] [--mermaid FILE]
+       sockstep walk http [--slow] [--svg FILE] [--mermaid FILE]
+       sockstep walk push [--slow] [--svg FILE] [--mermaid FILE]
+       sockstep walk hosts [--slow]
 
 Walkthroughs run the seed's socket flow for real, on loopback, in this one
 process, and print every step as it happens. 'tcp' is the stream socket's
 life; 'udp' the datagram socket's, then a link that loses datagrams; 'http'
 requests that each open and close a connection, then HTTP/1.1 keep-alive;
 'push' a kept connection per client, with the server pushing unasked.
-'sockstep walk tcp --help' (or udp, http, push) says more.
+'hosts' (root only) builds two hosts on this machine and runs a server on one
+and a client on the other: the address names the host, the port the process.
+'sockstep walk tcp --help' (or udp, http, push, hosts) says more.
 ";
 
 /// `sockstep walk http --help`.
 pub const USAGE_HTTP: &str = "\
-Usage: sockstep walk http [--slow]
+Usage: sockstep walk http [--slow] [--svg FILE] [--mermaid FILE]
 
 Runs an HTTP server and client in this process, on loopback, and prints every
 socket step and every HTTP message as it happens:
@@ -34,13 +39,16 @@ socket step and every HTTP message as it happens:
 Then how many connections each part took. Finishes by itself.
 
 Options:
-  --slow       pause after each step so you can follow along
-  -h, --help   show this help
+  --slow           pause after each step so you can follow along
+  --svg FILE       also draw the run as a sequence diagram (SVG): a column per
+                   socket, a row per step, an arrow per write and read
+  --mermaid FILE   the same diagram as Mermaid text (sequenceDiagram)
+  -h, --help       show this help
 ";
 
 /// `sockstep walk push --help`.
 pub const USAGE_PUSH: &str = "\
-Usage: sockstep walk push [--slow]
+Usage: sockstep walk push [--slow] [--svg FILE] [--mermaid FILE]
 
 Runs a push hub and two clients, alice and bob, in this process, on loopback,
 and prints every socket step and every line each way as it happens:
@@ -54,13 +62,39 @@ The contrast is 'walk http', where the server speaks only when asked.
 Finishes by itself in about a second.
 
 Options:
-  --slow       pause after each step so you can follow along
+  --slow           pause after each step so you can follow along
+  --svg FILE       also draw the run as a sequence diagram (SVG): a column per
+                   socket, a row per step, an arrow per write and read
+  --mermaid FILE   the same diagram as Mermaid text (sequenceDiagram)
+  -h, --help       show this help
+";
+
+/// `sockstep walk hosts --help`.
+pub const USAGE_HOSTS: &str = "\
+Usage: sockstep walk hosts [--slow]
+
+Needs root, iproute2 (ip) and nftables (nft). Builds two hosts on this
+machine — two network namespaces joined by a veth pair, host A at 198.18.0.1
+and host B at 198.18.0.2 (a range reserved for test networks) — and runs this
+program on each, printing each side's trace as it comes:
+  host B listens on 198.18.0.2:7878; host A connects, from 198.18.0.1 and a
+    port its kernel chose, and accept() on host B reports exactly that peer;
+  host A listens on port 7878 too, at the same time: fine, another host;
+  host B binds port 7878 again: 'address already in use', naming the endpoint;
+  a UDP datagram from host A to host B and back;
+  the hosts are deleted, and nothing of them is left.
+The hosts are deleted on every exit, Ctrl-C included. Without root it says so
+in one line and exits 1: 'make run' shows sockets on loopback instead.
+Finishes by itself in about a second.
+
+Options:
+  --slow       pause after each part so you can follow along
   -h, --help   show this help
 ";
 
 /// `sockstep walk tcp --help`.
 pub const USAGE_TCP: &str = "\
-Usage: sockstep walk tcp [--slow]
+Usage: sockstep walk tcp [--slow] [--svg FILE] [--mermaid FILE]
 
 Runs a TCP server and a client in this process, on loopback, and prints each
 step as it happens, numbered as in the seed:
@@ -70,13 +104,16 @@ with what std asked the kernel to do underneath. The client sends three lines,
 the server echoes them, both close, the server shuts down. Finishes by itself.
 
 Options:
-  --slow       pause after each step so you can follow along
-  -h, --help   show this help
+  --slow           pause after each step so you can follow along
+  --svg FILE       also draw the run as a sequence diagram (SVG): a column per
+                   socket, a row per step, an arrow per write and read
+  --mermaid FILE   the same diagram as Mermaid text (sequenceDiagram)
+  -h, --help       show this help
 ";
 
 /// `sockstep walk udp --help`.
 pub const USAGE_UDP: &str = "\
-Usage: sockstep walk udp [--slow]
+Usage: sockstep walk udp [--slow] [--svg FILE] [--mermaid FILE]
 
 Part 1 runs a UDP server socket and a client socket in this process, on
 loopback, and prints each step as it happens:
@@ -91,33 +128,46 @@ never arrived, which came twice and which came out of order — while every
 send_to() returned Ok. Finishes by itself in about a second.
 
 Options:
-  --slow       pause after each step of part 1 so you can follow along
-  -h, --help   show this help
+  --slow           pause after each step of part 1 so you can follow along
+  --svg FILE       also draw the run as a sequence diagram (SVG): part 1 whole,
+                   and the first 20 datagrams of part 2, lost ones crossed out
+  --mermaid FILE   the same diagram as Mermaid text (sequenceDiagram)
+  -h, --help       show this help
 ";
+
+/// The options every walkthrough that records its trace takes: the pictures.
+const PICTURE_OPTIONS: &[(&str, &str)] = &[("--svg", "FILE"), ("--mermaid", "FILE")];
 
 const TCP: Spec = Spec {
     command: "sockstep walk tcp",
     positionals: &[],
     switches: &["--slow"],
-    options: &[],
+    options: PICTURE_OPTIONS,
 };
 
 const UDP: Spec = Spec {
     command: "sockstep walk udp",
     positionals: &[],
     switches: &["--slow"],
-    options: &[],
+    options: PICTURE_OPTIONS,
 };
 
 const HTTP: Spec = Spec {
     command: "sockstep walk http",
     positionals: &[],
     switches: &["--slow"],
-    options: &[],
+    options: PICTURE_OPTIONS,
 };
 
 const PUSH: Spec = Spec {
     command: "sockstep walk push",
+    positionals: &[],
+    switches: &["--slow"],
+    options: PICTURE_OPTIONS,
+};
+
+const HOSTS: Spec = Spec {
+    command: "sockstep walk hosts",
     positionals: &[],
     switches: &["--slow"],
     options: &[],
@@ -131,7 +181,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
     match words {
         [] => Err(Usage::new(
             "sockstep walk",
-            "missing the walkthrough to run (there are: tcp, udp, http, push)",
+            "missing the walkthrough to run (there are: tcp, udp, http, push, hosts)",
         )),
         [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
         [first, rest @ ..] if first == "tcp" => {
@@ -141,6 +191,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
             }
             Ok(Command::WalkTcp {
                 slow: parsed.switch("--slow"),
+                pictures: Pictures::from(&parsed),
             })
         }
         [first, rest @ ..] if first == "udp" => {
@@ -150,6 +201,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
             }
             Ok(Command::WalkUdp {
                 slow: parsed.switch("--slow"),
+                pictures: Pictures::from(&parsed),
             })
         }
         [first, rest @ ..] if first == "http" => {
@@ -159,6 +211,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
             }
             Ok(Command::WalkHttp {
                 slow: parsed.switch("--slow"),
+                pictures: Pictures::from(&parsed),
             })
         }
         [first, rest @ ..] if first == "push" => {
@@ -168,49 +221,145 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
             }
             Ok(Command::WalkPush {
                 slow: parsed.switch("--slow"),
+                pictures: Pictures::from(&parsed),
+            })
+        }
+        [first, rest @ ..] if first == "hosts" => {
+            let parsed = args::parse(&HOSTS, rest)?;
+            if parsed.help {
+                return Ok(Command::Help(USAGE_HOSTS.to_string()));
+            }
+            Ok(Command::WalkHosts {
+                slow: parsed.switch("--slow"),
             })
         }
         [other, ..] => Err(Usage::new(
             "sockstep walk",
-            format!("unknown walkthrough '{other}' (there are: tcp, udp, http, push)"),
+            format!("unknown walkthrough '{other}' (there are: tcp, udp, http, push, hosts)"),
         )),
     }
 }
 
-/// Runs `sockstep walk tcp`, printing to standard output.
+/// Runs `sockstep walk tcp`, printing to standard output, then draws the
+/// pictures asked for.
 ///
 /// # Errors
 /// Any step's error, for example if loopback is unavailable.
-pub fn tcp(slow: bool) -> Result<(), Error> {
-    walk::tcp::run(&options(slow), Box::new(io::stdout()))?;
+pub fn tcp(slow: bool, pictures: &Pictures) -> Result<(), Error> {
+    pictures.check()?;
+    let report = walk::tcp::run(&options(slow), Box::new(io::stdout()))?;
+    pictures.write(|| diagram::walks::tcp(&report))
+}
+
+/// Runs `sockstep walk udp`, printing to standard output, then draws the
+/// pictures asked for.
+///
+/// # Errors
+/// Any step's error, for example if loopback is unavailable.
+pub fn udp(slow: bool, pictures: &Pictures) -> Result<(), Error> {
+    pictures.check()?;
+    let report = walk::udp::run(&options(slow), Box::new(io::stdout()))?;
+    pictures.write(|| diagram::walks::udp(&report))
+}
+
+/// Runs `sockstep walk http`, printing to standard output, then draws the
+/// pictures asked for.
+///
+/// # Errors
+/// Any step's error, for example if loopback is unavailable.
+pub fn http(slow: bool, pictures: &Pictures) -> Result<(), Error> {
+    pictures.check()?;
+    let report = walk::http::run(&options(slow), Box::new(io::stdout()))?;
+    pictures.write(|| diagram::walks::http(&report))
+}
+
+/// Runs `sockstep walk push`, printing to standard output, then draws the
+/// pictures asked for.
+///
+/// # Errors
+/// Any step's error, for example if loopback is unavailable.
+pub fn push(slow: bool, pictures: &Pictures) -> Result<(), Error> {
+    pictures.check()?;
+    let report = walk::push::run(&options(slow), Box::new(io::stdout()))?;
+    pictures.write(|| diagram::walks::push(&report))
+}
+
+/// Runs `sockstep walk hosts`, printing to standard output. Without root (or
+/// `ip`, or `nft`) it prints one line saying so and what to run instead, and
+/// ends the process with status 1: an [`Error`] would add a hint line, and
+/// this is the whole message.
+///
+/// # Errors
+/// Building the hosts, or a child process on them that misbehaves.
+pub fn hosts(slow: bool) -> Result<(), Error> {
+    if let Err(line) = walk::hosts::can_run() {
+        eprintln!("sockstep: {line}");
+        std::process::exit(i32::from(super::EXIT_FAILURE));
+    }
+    // The children on the hosts are this program again.
+    let program = env::current_exe().map_err(|e| Error::io(crate::Step::Serve, e))?;
+    walk::hosts::run(&options(slow), Box::new(io::stdout()), &program)?;
     Ok(())
 }
 
-/// Runs `sockstep walk udp`, printing to standard output.
-///
-/// # Errors
-/// Any step's error, for example if loopback is unavailable.
-pub fn udp(slow: bool) -> Result<(), Error> {
-    walk::udp::run(&options(slow), Box::new(io::stdout()))?;
+/// The pictures a walkthrough draws of its own run: `--svg FILE` and
+/// `--mermaid FILE`. The walkthrough records its trace anyway; drawing it is
+/// [`diagram`]'s work, after the run, so the printout is unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pictures {
+    /// Where to write the sequence diagram as SVG (`--svg FILE`).
+    pub svg: Option<PathBuf>,
+    /// Where to write it as Mermaid text (`--mermaid FILE`).
+    pub mermaid: Option<PathBuf>,
+}
+
+impl Pictures {
+    fn from(parsed: &args::Parsed) -> Pictures {
+        Pictures {
+            svg: parsed.value("--svg").map(PathBuf::from),
+            mermaid: parsed.value("--mermaid").map(PathBuf::from),
+        }
+    }
+
+    /// Fails before the run, not after it, if a picture's folder does not exist.
+    fn check(&self) -> Result<(), Error> {
+        for path in [&self.svg, &self.mermaid].into_iter().flatten() {
+            let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if folder.is_some_and(|f| !f.is_dir()) {
+                return Err(picture_error(path, "its folder does not exist"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Draws the run (only if a picture was asked for) and writes each file.
+    fn write(&self, draw: impl FnOnce() -> Sequence) -> Result<(), Error> {
+        if self.svg.is_none() && self.mermaid.is_none() {
+            return Ok(());
+        }
+        let sequence = draw();
+        if let Some(path) = &self.svg {
+            save(path, &diagram::svg(&sequence))?;
+        }
+        if let Some(path) = &self.mermaid {
+            save(path, &diagram::mermaid(&sequence))?;
+        }
+        Ok(())
+    }
+}
+
+fn save(path: &Path, text: &str) -> Result<(), Error> {
+    fs::write(path, text).map_err(|e| picture_error(path, &e.to_string()))?;
+    eprintln!("sockstep: drew {}", path.display());
     Ok(())
 }
 
-/// Runs `sockstep walk http`, printing to standard output.
-///
-/// # Errors
-/// Any step's error, for example if loopback is unavailable.
-pub fn http(slow: bool) -> Result<(), Error> {
-    walk::http::run(&options(slow), Box::new(io::stdout()))?;
-    Ok(())
-}
-
-/// Runs `sockstep walk push`, printing to standard output.
-///
-/// # Errors
-/// Any step's error, for example if loopback is unavailable.
-pub fn push(slow: bool) -> Result<(), Error> {
-    walk::push::run(&options(slow), Box::new(io::stdout()))?;
-    Ok(())
+/// Writing a picture is no socket step: the error says which file, and why.
+fn picture_error(path: &Path, why: &str) -> Error {
+    Error::new(
+        crate::Step::Message,
+        ErrorKind::InvalidInput(format!("cannot write {}: {why}", path.display())),
+    )
 }
 
 fn options(slow: bool) -> WalkOptions {
@@ -234,10 +383,42 @@ mod tests {
             (UDP, USAGE_UDP),
             (HTTP, USAGE_HTTP),
             (PUSH, USAGE_PUSH),
+            (HOSTS, USAGE_HOSTS),
         ] {
             for flag in spec.switches {
                 assert!(usage.contains(flag), "{} help lacks {flag}", spec.command);
             }
+            for (flag, _) in spec.options {
+                assert!(usage.contains(flag), "{} help lacks {flag}", spec.command);
+            }
         }
+    }
+
+    #[test]
+    fn every_walkthrough_takes_svg_and_mermaid_files() {
+        for walk in ["tcp", "udp", "http", "push"] {
+            let words: Vec<String> = [walk, "--svg", "a.svg", "--mermaid=a.mmd"]
+                .map(String::from)
+                .to_vec();
+            let expected = Pictures {
+                svg: Some(PathBuf::from("a.svg")),
+                mermaid: Some(PathBuf::from("a.mmd")),
+            };
+            let pictures = match parse(&words) {
+                Ok(
+                    Command::WalkTcp { pictures, .. }
+                    | Command::WalkUdp { pictures, .. }
+                    | Command::WalkHttp { pictures, .. }
+                    | Command::WalkPush { pictures, .. },
+                ) => pictures,
+                other => panic!("walk {walk}: {other:?}"),
+            };
+            assert_eq!(pictures, expected, "walk {walk}");
+        }
+        let words: Vec<String> = ["tcp", "--svg"].map(String::from).to_vec();
+        assert_eq!(
+            parse(&words).unwrap_err().message,
+            "--svg needs a value (--svg FILE)"
+        );
     }
 }

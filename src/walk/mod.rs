@@ -9,7 +9,10 @@
 //! requests that each open and close a connection, then HTTP/1.1 keep-alive;
 //! `sockstep walk push` runs [`push`]: two clients that connect once, and
 //! messages both ways on the kept connections, the server speaking unasked.
+//! `sockstep walk hosts` runs [`hosts`]: two hosts on one machine (network
+//! namespaces, as root), where an address names a host and a port a process in it.
 
+pub mod hosts;
 pub mod http;
 pub mod push;
 pub mod tcp;
