@@ -61,7 +61,7 @@ Usage:
                                      server pushes to them unasked
   sockstep walk hosts [--slow]       two hosts on one machine (root): IP vs port
   sockstep walk tcp --svg FILE       draw the run: a sequence diagram, a column per
-                                     socket (tcp, udp, http, push; also --mermaid FILE)
+                                     socket (any walkthrough; also --mermaid FILE)
   sockstep tcp listen ADDR [...]     run a TCP server: --echo, --sink or --record
   sockstep tcp connect ADDR [...]    talk to a TCP server, like nc: stdin to it,
                                      its replies to stdout
@@ -128,10 +128,12 @@ pub enum Command {
         /// Draw the run (`--svg FILE`, `--mermaid FILE`).
         pictures: Pictures,
     },
-    /// `sockstep walk hosts [--slow]` (root only).
+    /// `sockstep walk hosts [--slow] [--svg FILE] [--mermaid FILE]` (root only).
     WalkHosts {
         /// Pause after each part (`--slow`).
         slow: bool,
+        /// Draw the run (`--svg FILE`, `--mermaid FILE`).
+        pictures: Pictures,
     },
     /// `sockstep compare http-vs-socket …`.
     CompareHttpVsSocket(crate::compare::http_vs_socket::CompareConfig),
@@ -242,7 +244,7 @@ pub fn execute(command: Command) -> Result<(), Error> {
         Command::WalkUdp { slow, pictures } => walk::udp(slow, &pictures)?,
         Command::WalkHttp { slow, pictures } => walk::http(slow, &pictures)?,
         Command::WalkPush { slow, pictures } => walk::push(slow, &pictures)?,
-        Command::WalkHosts { slow } => walk::hosts(slow)?,
+        Command::WalkHosts { slow, pictures } => walk::hosts(slow, &pictures)?,
         Command::CompareHttpVsSocket(config) => compare::http_vs_socket(&config)?,
         Command::HttpServe(serve) => http::serve(&serve)?,
         Command::HttpFetch(fetch) => http::fetch(&fetch)?,

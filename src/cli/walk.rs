@@ -15,7 +15,7 @@ Usage: sockstep walk tcp [--slow] [--svg FILE] [--mermaid FILE]
        sockstep walk udp [--slow] [--svg FILE] [--mermaid FILE]
        sockstep walk http [--slow] [--svg FILE] [--mermaid FILE]
        sockstep walk push [--slow] [--svg FILE] [--mermaid FILE]
-       sockstep walk hosts [--slow]
+       sockstep walk hosts [--slow] [--svg FILE] [--mermaid FILE]
 
 Walkthroughs run the seed's socket flow for real, on loopback, in this one
 process, and print every step as it happens. 'tcp' is the stream socket's
@@ -71,7 +71,7 @@ Options:
 
 /// `sockstep walk hosts --help`.
 pub const USAGE_HOSTS: &str = "\
-Usage: sockstep walk hosts [--slow]
+Usage: sockstep walk hosts [--slow] [--svg FILE] [--mermaid FILE]
 
 Needs root, iproute2 (ip) and nftables (nft). Builds two hosts on this
 machine — two network namespaces joined by a veth pair, host A at 198.18.0.1
@@ -88,8 +88,11 @@ in one line and exits 1: 'make run' shows sockets on loopback instead.
 Finishes by itself in about a second.
 
 Options:
-  --slow       pause after each part so you can follow along
-  -h, --help   show this help
+  --slow           pause after each part so you can follow along
+  --svg FILE       also draw the run as a sequence diagram (SVG): a column per
+                   socket, each named by its host, from the children's traces
+  --mermaid FILE   the same diagram as Mermaid text (sequenceDiagram)
+  -h, --help       show this help
 ";
 
 /// `sockstep walk tcp --help`.
@@ -170,7 +173,7 @@ const HOSTS: Spec = Spec {
     command: "sockstep walk hosts",
     positionals: &[],
     switches: &["--slow"],
-    options: &[],
+    options: PICTURE_OPTIONS,
 };
 
 /// Parses the words after `walk`.
@@ -231,6 +234,7 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
             }
             Ok(Command::WalkHosts {
                 slow: parsed.switch("--slow"),
+                pictures: Pictures::from(&parsed),
             })
         }
         [other, ..] => Err(Usage::new(
@@ -291,15 +295,16 @@ pub fn push(slow: bool, pictures: &Pictures) -> Result<(), Error> {
 ///
 /// # Errors
 /// Building the hosts, or a child process on them that misbehaves.
-pub fn hosts(slow: bool) -> Result<(), Error> {
+pub fn hosts(slow: bool, pictures: &Pictures) -> Result<(), Error> {
     if let Err(line) = walk::hosts::can_run() {
         eprintln!("sockstep: {line}");
         std::process::exit(i32::from(super::EXIT_FAILURE));
     }
+    pictures.check()?;
     // The children on the hosts are this program again.
     let program = env::current_exe().map_err(|e| Error::io(crate::Step::Serve, e))?;
-    walk::hosts::run(&options(slow), Box::new(io::stdout()), &program)?;
-    Ok(())
+    let report = walk::hosts::run(&options(slow), Box::new(io::stdout()), &program)?;
+    pictures.write(|| diagram::walks::hosts(&report))
 }
 
 /// The pictures a walkthrough draws of its own run: `--svg FILE` and
@@ -396,7 +401,7 @@ mod tests {
 
     #[test]
     fn every_walkthrough_takes_svg_and_mermaid_files() {
-        for walk in ["tcp", "udp", "http", "push"] {
+        for walk in ["tcp", "udp", "http", "push", "hosts"] {
             let words: Vec<String> = [walk, "--svg", "a.svg", "--mermaid=a.mmd"]
                 .map(String::from)
                 .to_vec();
@@ -409,7 +414,8 @@ mod tests {
                     Command::WalkTcp { pictures, .. }
                     | Command::WalkUdp { pictures, .. }
                     | Command::WalkHttp { pictures, .. }
-                    | Command::WalkPush { pictures, .. },
+                    | Command::WalkPush { pictures, .. }
+                    | Command::WalkHosts { pictures, .. },
                 ) => pictures,
                 other => panic!("walk {walk}: {other:?}"),
             };

@@ -4,7 +4,7 @@
 //! writers only draw what it decided. It works in five passes:
 //!
 //! 1. **Sockets.** Every [`SocketId`] in the trace becomes a [`Lifeline`]. A
-//!    socket with a `listen()` or an `accept()` is a listening socket; a TCP
+//!    TCP socket with a `listen()` or an `accept()` is a listening socket; a TCP
 //!    socket with both addresses is one end of a connection, and two ends whose
 //!    addresses mirror each other (local L, peer P and local P, peer L) are the
 //!    two ends of one connection.
@@ -19,7 +19,8 @@
 //!    it, so a write can be stamped after the read that took its bytes. The
 //!    rows are therefore the trace's order corrected just enough that every
 //!    arrow points down: a stable topological sort that keeps each socket's
-//!    own events in their recorded order.
+//!    own events in their recorded order too, unless two threads sharing one
+//!    socket stamped them in an order the bytes contradict.
 //! 4. **Lifeline order.** Left to right in order of first appearance, the two
 //!    ends of a connection side by side, the server's end first.
 //! 5. **Lives.** Each lifeline is drawn alive from its first row (for an
@@ -39,7 +40,9 @@
 //! is not in the trace) has no arrow.
 //!
 //! UDP keeps each datagram whole, so a `recv_from()` is matched to the oldest
-//! datagram of the same size sent from its peer's address to its own. A
+//! datagram of the same size sent from its peer's address to its own (a
+//! socket bound to the wildcard `0.0.0.0` matches any address with its port:
+//! it sends from whichever of its host's addresses the route picks). A
 //! datagram sent to a socket in the trace that never received it is drawn as
 //! an arrow that ends in a cross: it never arrived.
 
@@ -302,7 +305,7 @@ impl Sequence {
                     socket: socket.id,
                     side: socket.side,
                     protocol: socket.protocol,
-                    role: socket.role(accepted.contains_key(&socket.id)),
+                    role: socket.role(),
                     name: None,
                     local: socket.local,
                     peer: socket.peer,
@@ -428,13 +431,14 @@ struct Socket {
 }
 
 impl Socket {
-    fn role(&self, accepted: bool) -> Role {
-        match (self.protocol, self.listening, accepted) {
+    /// A TCP socket on the server's side that does not listen is one
+    /// `accept()` made, whether or not the trace shows that `accept()`.
+    fn role(&self) -> Role {
+        match (self.protocol, self.listening, self.side) {
             (Protocol::Udp, _, _) => Role::Datagram,
             (Protocol::Tcp, true, _) => Role::Listening,
-            (Protocol::Tcp, false, true) => Role::Accepted,
-            (Protocol::Tcp, false, false) if self.side == Side::Server => Role::Accepted,
-            (Protocol::Tcp, false, false) => Role::Client,
+            (Protocol::Tcp, false, Side::Server) => Role::Accepted,
+            (Protocol::Tcp, false, Side::Client) => Role::Client,
         }
     }
 
@@ -514,18 +518,12 @@ fn endpoints(
         let peer = if listening.contains(&event.socket) {
             // A listening socket's accept() names the client it took.
             event.peer
+        } else if event.protocol == Protocol::Udp && event.step != Step::Connect {
+            // A datagram's peer is its own; only connect() sets the default.
+            event.peer.or(so_far.1)
         } else {
-            match (event.protocol, event.step) {
-                (Protocol::Udp, Step::Connect) => {
-                    so_far.1 = event.peer.or(so_far.1);
-                    so_far.1
-                }
-                (Protocol::Udp, _) => event.peer.or(so_far.1),
-                (Protocol::Tcp, _) => {
-                    so_far.1 = event.peer.or(so_far.1);
-                    so_far.1
-                }
-            }
+            so_far.1 = event.peer.or(so_far.1);
+            so_far.1
         };
         ends[e] = (local, peer);
     }
@@ -649,60 +647,50 @@ fn link_datagrams(
     ends: &[(Option<SocketAddr>, Option<SocketAddr>)],
     links: &mut Vec<Pending>,
 ) {
-    // (from address, to address) → datagrams sent, oldest first: (event, size)
-    let mut flying: HashMap<(SocketAddr, SocketAddr), VecDeque<(usize, usize)>> = HashMap::new();
+    let udp = |e: usize| match (events[e].protocol, ends[e]) {
+        (Protocol::Udp, (Some(local), Some(peer))) => Some((local, peer)),
+        _ => None,
+    };
+    // Datagrams sent and not yet received, oldest first: (event, from, to, size).
+    // All of them from the start: a receiver's thread (or process) can stamp
+    // its recv_from() before the sender's thread stamps its send_to().
+    let mut flying: Vec<(usize, SocketAddr, SocketAddr, usize)> = recorded
+        .iter()
+        .filter(|&&e| events[e].step == Step::SendTo)
+        .filter_map(|&e| {
+            let (local, peer) = udp(e)?;
+            Some((e, local, peer, events[e].bytes?))
+        })
+        .collect();
     for &e in recorded {
-        let event = &events[e];
-        if event.protocol != Protocol::Udp {
-            continue;
-        }
-        let (Some(local), Some(peer)) = ends[e] else {
+        let Some((local, peer)) = udp(e).filter(|_| events[e].step == Step::RecvFrom) else {
             continue;
         };
-        match event.step {
-            Step::SendTo => {
-                if let Some(n) = event.bytes {
-                    flying.entry((local, peer)).or_default().push_back((e, n));
-                }
-            }
-            Step::RecvFrom => {
-                let Some(queue) = flying.get_mut(&(peer, local)) else {
-                    continue;
-                };
-                // A datagram cut to fit the buffer reports no size: it is the oldest.
-                let found = match event.bytes {
-                    Some(n) => queue.iter().position(|&(_, size)| size == n),
-                    None => (!queue.is_empty()).then_some(0),
-                };
-                let Some((send, size)) = found.and_then(|i| queue.remove(i)) else {
-                    continue;
-                };
-                links.push(Pending {
-                    from: send,
-                    to: Some(e),
-                    toward: event.socket,
-                    link: Link::Datagram,
-                    bytes: Some(size),
-                    label: match event.bytes {
-                        Some(_) => bytes_label(size),
-                        None => format!("{}, cut", bytes_label(size)),
-                    },
-                });
-            }
-            _ => {}
-        }
+        let received = events[e].bytes;
+        // A datagram cut to fit the buffer reports no size: it is the oldest.
+        let found = flying.iter().position(|&(_, from, to, size)| {
+            same(from, peer) && same(to, local) && received.is_none_or(|n| n == size)
+        });
+        let Some(i) = found else { continue };
+        let (send, _, _, size) = flying.remove(i);
+        links.push(Pending {
+            from: send,
+            to: Some(e),
+            toward: events[e].socket,
+            link: Link::Datagram,
+            bytes: Some(size),
+            label: match received {
+                Some(_) => bytes_label(size),
+                None => format!("{}, cut", bytes_label(size)),
+            },
+        });
     }
     // Only a datagram sent to a socket the trace shows can be said to be lost:
     // one sent elsewhere may well have arrived where we cannot see.
-    let mut left: Vec<(usize, usize, SocketAddr)> = flying
-        .into_iter()
-        .flat_map(|((_, to), queue)| queue.into_iter().map(move |(e, n)| (e, n, to)))
-        .collect();
-    left.sort_unstable();
-    for (send, size, to) in left {
+    for (send, _, to, size) in flying {
         let receiver = sockets
             .iter()
-            .find(|s| s.protocol == Protocol::Udp && s.local == Some(to));
+            .find(|s| s.protocol == Protocol::Udp && s.local.is_some_and(|l| same(l, to)));
         if let Some(receiver) = receiver {
             links.push(Pending {
                 from: send,
@@ -714,6 +702,13 @@ fn link_datagrams(
             });
         }
     }
+}
+
+/// Whether two addresses name the same UDP endpoint: equal, or the same port
+/// where one side bound the wildcard address (`0.0.0.0:4000` receives, and
+/// sends as, any of its host's addresses on port 4000).
+pub fn same(a: SocketAddr, b: SocketAddr) -> bool {
+    a == b || (a.port() == b.port() && (a.ip().is_unspecified() || b.ip().is_unspecified()))
 }
 
 /// `accept()` → the socket it made, and the client's `connect()` → that
@@ -844,11 +839,14 @@ fn link_end_of_stream(
 ///   off the queue, and before the first step of the socket it made);
 /// - soft: a socket's events keep their recorded order.
 ///
-/// Soft constraints give way when they contradict hard ones, which happens
-/// when two threads use one socket (one reads while the other writes) and
-/// their stamps cross. Hard ones cannot contradict each other in a real run;
-/// if a made-up trace makes them, the earliest event caught goes first and
-/// [`Sequence::from_events`] drops the arrows that would point up.
+/// Soft constraints give way where they contradict hard ones: where the two
+/// kinds together make a cycle. That happens when two threads use one socket
+/// (the push server reads on one and writes on another; so do its clients)
+/// and one's stamp comes late: the server's read of the client's answer
+/// stamped before its own write the client answered. `untangle` drops the
+/// soft constraints that close such cycles. Hard ones cannot contradict each other
+/// in a real run; if a made-up trace makes them, the earliest event caught
+/// goes first and [`Sequence::from_events`] drops the arrows that would point up.
 fn causal_order(
     events: &[Event],
     recorded: &[usize],
@@ -864,34 +862,36 @@ fn causal_order(
         .iter()
         .filter_map(|s| Some((s.id, *s.events.first()?)))
         .collect();
+    let mut hard_edges = Vec::new();
+    for link in links {
+        match (link.to, link.link) {
+            (Some(to), _) => hard_edges.push((link.from, to)),
+            (None, Link::Accept) => {
+                if let Some(&first) = first_event.get(&link.toward) {
+                    hard_edges.push((link.from, first));
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    let soft_edges: Vec<(usize, usize)> = sockets
+        .iter()
+        .flat_map(|s| s.events.windows(2).map(|pair| (pair[0], pair[1])))
+        .collect();
+    let soft_edges = untangle(events, &rank, &hard_edges, soft_edges);
+
     // after[a]: (b, hard) — b waits for a.
     let mut after: Vec<Vec<(usize, bool)>> = vec![Vec::new(); n];
     let mut hard = vec![0usize; n];
     let mut soft = vec![0usize; n];
-    let mut edge = |a: usize, b: usize, is_hard: bool| {
-        if a != b {
+    for (edges, is_hard) in [(&hard_edges, true), (&soft_edges, false)] {
+        for &(a, b) in edges.iter().filter(|(a, b)| a != b) {
             after[a].push((b, is_hard));
             if is_hard {
                 hard[b] += 1;
             } else {
                 soft[b] += 1;
             }
-        }
-    };
-    for socket in sockets {
-        for pair in socket.events.windows(2) {
-            edge(pair[0], pair[1], false);
-        }
-    }
-    for link in links {
-        match (link.to, link.link) {
-            (Some(to), _) => edge(link.from, to, true),
-            (None, Link::Accept) => {
-                if let Some(&first) = first_event.get(&link.toward) {
-                    edge(link.from, first, true);
-                }
-            }
-            (None, _) => {}
         }
     }
     let mut ready: BinaryHeap<Reverse<(usize, usize)>> = (0..n)
@@ -904,8 +904,8 @@ fn causal_order(
         let next = match ready.pop() {
             Some(Reverse((_, e))) if placed[e] => continue,
             Some(Reverse((_, e))) => e,
-            // Stuck: let the earliest event no arrow holds back go first,
-            // or, in a contradictory trace, simply the earliest.
+            // Stuck on contradictory arrows (a made-up trace): the earliest
+            // event no arrow holds back goes first, or else simply the earliest.
             None => {
                 let unplaced = || recorded.iter().copied().filter(|&e| !placed[e]);
                 let free = unplaced().find(|&e| hard[e] == 0);
@@ -926,6 +926,97 @@ fn causal_order(
         }
     }
     order
+}
+
+/// The soft constraints (a socket's recorded order) less those that close a
+/// cycle with the others and the hard ones. Such a cycle means some event was
+/// stamped late: its thread was paused between the call's return and the
+/// stamp, long enough for the other end to answer. The latest stamped event
+/// in the cycle is that one, so while a cycle is left, the soft constraint
+/// into the latest stamped event of it goes, letting that event move up.
+fn untangle(
+    events: &[Event],
+    rank: &[usize],
+    hard: &[(usize, usize)],
+    mut soft: Vec<(usize, usize)>,
+) -> Vec<(usize, usize)> {
+    // Each pass removes one constraint, so this ends.
+    loop {
+        let all: Vec<(usize, usize)> = hard.iter().chain(&soft).copied().collect();
+        let component = components(events.len(), &all);
+        let tangled = soft
+            .iter()
+            .enumerate()
+            .filter(|&(_, &(a, b))| a != b && component[a] == component[b])
+            .max_by_key(|&(_, &(_, b))| rank[b])
+            .map(|(i, _)| i);
+        match tangled {
+            Some(i) => {
+                soft.remove(i);
+            }
+            None => return soft,
+        }
+    }
+}
+
+/// The strongly connected components of a graph on `0..n` (Tarjan's, without
+/// recursion): two nodes share a number exactly when each reaches the other.
+fn components(n: usize, edges: &[(usize, usize)]) -> Vec<usize> {
+    const UNSEEN: usize = usize::MAX;
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for &(a, b) in edges {
+        out[a].push(b);
+    }
+    let (mut index, mut low) = (vec![UNSEEN; n], vec![0; n]);
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut component = vec![UNSEEN; n];
+    let (mut next_index, mut next_component) = (0, 0);
+    for root in 0..n {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        // (node, how many of its edges are done)
+        let mut work = vec![(root, 0)];
+        index[root] = next_index;
+        low[root] = next_index;
+        next_index += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&(v, done)) = work.last() {
+            if let Some(&w) = out[v].get(done) {
+                if let Some(top) = work.last_mut() {
+                    top.1 += 1;
+                }
+                if index[w] == UNSEEN {
+                    index[w] = next_index;
+                    low[w] = next_index;
+                    next_index += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component[w] = next_component;
+                    if w == v {
+                        break;
+                    }
+                }
+                next_component += 1;
+            }
+        }
+    }
+    component
 }
 
 /// Lifelines left to right: in order of first appearance, the two ends of a
@@ -958,4 +1049,68 @@ fn arrange(sockets: &[Socket], pairs: &[(usize, usize)], row_of: &[usize]) -> Ve
     }
     groups.sort_by_key(|(first, _)| *first);
     groups.into_iter().flat_map(|(_, g)| g).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn components_group_exactly_the_nodes_that_reach_each_other() {
+        let c = components(5, &[(0, 1), (1, 2), (2, 0), (2, 3), (4, 4)]);
+        assert!(c[0] == c[1] && c[1] == c[2]);
+        assert!(c[3] != c[0] && c[4] != c[0] && c[3] != c[4]);
+    }
+
+    /// The push server reads on one thread and writes on another: its read
+    /// of the client's answer can be stamped before its own write that the
+    /// client answered. The rows still show the write, the client's read and
+    /// answer, then the server's read — and the client's own order is kept.
+    #[test]
+    fn a_socket_with_two_threads_is_drawn_in_the_order_the_bytes_say() {
+        let (server, client) = (
+            "127.0.0.1:7000".parse().unwrap(),
+            "127.0.0.1:5000".parse().unwrap(),
+        );
+        let start = Instant::now();
+        let at = |us: u64| start + Duration::from_micros(us);
+        let (s, c, tcp) = (SocketId(2), SocketId(3), Protocol::Tcp);
+        let step = |socket, side, step, us, local, peer, n| Event {
+            at: at(us),
+            ..Event::new(socket, side, step, tcp)
+                .local(local)
+                .peer(peer)
+                .bytes(n)
+        };
+        let events = vec![
+            step(c, Side::Client, Step::Established, 0, client, server, 0),
+            step(s, Side::Server, Step::Read, 10, server, client, 4), // stamped early
+            step(c, Side::Client, Step::Read, 20, client, server, 8),
+            step(c, Side::Client, Step::Write, 30, client, server, 4),
+            step(s, Side::Server, Step::Write, 40, server, client, 8), // stamped late
+        ];
+        let sequence = Sequence::from_events("two threads", &events);
+        let order: Vec<usize> = sequence.rows.iter().map(|r| r.event).collect();
+        assert_eq!(order, [0, 4, 2, 3, 1]);
+
+        // The other way round: the client's writing thread stamps its QUIT
+        // after its reading thread has read the answer and closed.
+        let events = vec![
+            step(s, Side::Server, Step::Read, 10, server, client, 5),
+            step(s, Side::Server, Step::Write, 20, server, client, 9),
+            step(c, Side::Client, Step::Read, 30, client, server, 9),
+            step(c, Side::Client, Step::Close, 40, client, server, 0),
+            step(c, Side::Client, Step::Write, 50, client, server, 5), // stamped late
+        ];
+        let sequence = Sequence::from_events("two threads, late write", &events);
+        let order: Vec<usize> = sequence.rows.iter().map(|r| r.event).collect();
+        assert_eq!(order, [4, 0, 1, 2, 3]);
+        assert!(
+            sequence
+                .arrows
+                .iter()
+                .all(|a| a.to.is_none_or(|to| to > a.from))
+        );
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::sequence::{LossSample, Sequence};
 use crate::readable::grouped;
+use crate::walk::hosts::HostsWalkReport;
 use crate::walk::http::HttpWalkReport;
 use crate::walk::push::PushWalkReport;
 use crate::walk::tcp::WalkReport;
@@ -117,4 +118,26 @@ pub fn push(report: &PushWalkReport) -> Sequence {
             report.unasked()
         ))
         .note("A connection closes twice: its reading and its writing thread each hold a descriptor of the one socket.")
+}
+
+/// `sockstep walk hosts`: the children's traces on two hosts, each socket
+/// named by the host it is on.
+pub fn hosts(report: &HostsWalkReport) -> Sequence {
+    let mut sequence = Sequence::from_events(
+        "sockstep walk hosts — two computers on one machine: the address names the host",
+        &report.events,
+    );
+    for &(socket, host) in &report.hosts {
+        sequence = sequence.name(socket, host);
+    }
+    sequence
+        .note(format!(
+            "Host B's server at {} accepted host A's client, which its kernel gave {}: accept() reported {}.",
+            report.server, report.client_local, report.accept_peer
+        ))
+        .note(format!(
+            "Not traced, so not drawn: host A's own server on {} (the same port, another host) and host B's second bind of {} (refused: {}).",
+            report.same_port_on_a, report.server, report.second_bind
+        ))
+        .note("Each host's processes number their sockets from #1; here they are numbered anew, in order of appearance.")
 }

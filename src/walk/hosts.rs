@@ -30,16 +30,20 @@
 //! Root only ([`can_run`] says why not). Everything is deleted on every exit
 //! path, Ctrl-C included: see [`crate::testkit::hosts`] for how.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::endpoint::Protocol;
 use crate::error::{Error, ErrorKind};
-use crate::step::Step;
+use crate::step::{Side, Step};
 use crate::testkit::hosts::{self, Computer, HOST_A, HOST_B, HostProcess, TwoHosts};
+use crate::trace::{Event, SocketId};
 use crate::walk::{SharedOut, WalkOptions};
 
 /// The port both hosts' TCP servers hold.
@@ -85,6 +89,13 @@ pub struct HostsWalkReport {
     pub udp_reply: String,
     /// What was left of the hosts after the teardown ([`hosts::leftovers`]): nothing.
     pub leftovers: Vec<String>,
+    /// The children's traces read back into events, in the order their lines
+    /// arrived, for `sockstep walk hosts --svg`. Each child numbers its sockets
+    /// from #1, so they are numbered anew across the children, in order of
+    /// first appearance; `at` is when the walkthrough received the line.
+    pub events: Vec<Event>,
+    /// The host each socket of `events` is on: `"host A"` or `"host B"`.
+    pub hosts: Vec<(SocketId, &'static str)>,
 }
 
 /// Whether this walkthrough can run here; `Err` is the one line to print
@@ -115,6 +126,7 @@ pub fn run(
     sockstep: &Path,
 ) -> Result<HostsWalkReport, Error> {
     let out = SharedOut::new(out);
+    let traces = Traces::default();
     // Each part ends with a blank line, and with --slow a pause.
     let end_part = || {
         out.line("");
@@ -157,6 +169,7 @@ pub fn run(
     ));
     let server_b = serve(
         &out,
+        &traces,
         hosts.b(),
         sockstep,
         &["tcp", "listen", &server.to_string(), "--echo", "--trace"],
@@ -168,6 +181,7 @@ pub fn run(
     ));
     let client = start(
         &out,
+        &traces,
         hosts.a(),
         sockstep,
         &["tcp", "connect", &server.to_string(), "--trace"],
@@ -202,6 +216,7 @@ pub fn run(
     ));
     let server_a = serve(
         &out,
+        &traces,
         hosts.a(),
         sockstep,
         &["tcp", "listen", &same_port_on_a.to_string(), "--echo"],
@@ -219,6 +234,7 @@ pub fn run(
     ));
     let second = start(
         &out,
+        &traces,
         hosts.b(),
         sockstep,
         &["tcp", "listen", &server.to_string(), "--echo"],
@@ -250,6 +266,7 @@ pub fn run(
     ));
     let udp_b = serve(
         &out,
+        &traces,
         hosts.b(),
         sockstep,
         &[
@@ -262,6 +279,7 @@ pub fn run(
     )?;
     let udp_client = start(
         &out,
+        &traces,
         hosts.a(),
         sockstep,
         &["udp", "send", &udp_server.to_string(), "--trace"],
@@ -307,6 +325,7 @@ pub fn run(
     } else {
         out.line(&format!("   → still there: {}", leftovers.join(", ")));
     }
+    let (events, hosts) = traces.events();
     Ok(HostsWalkReport {
         namespaces,
         server,
@@ -318,6 +337,8 @@ pub fn run(
         udp_peer,
         udp_reply,
         leftovers,
+        events,
+        hosts,
     })
 }
 
@@ -325,6 +346,7 @@ pub fn run(
 /// as it comes: `  host B │ server 2 bind() …`.
 fn start<'a>(
     out: &SharedOut,
+    traces: &Traces,
     host: &'a Computer,
     sockstep: &Path,
     args: &[&str],
@@ -336,7 +358,10 @@ fn start<'a>(
     ));
     let shown = out.clone();
     let label = host.label();
+    let kept = traces.clone();
+    let process = traces.process();
     host.start_with(sockstep, args, move |line| {
+        kept.keep(process, label, line);
         if let Some(line) = for_people(line) {
             shown.line(&format!("  {label} │ {line}"));
         }
@@ -346,11 +371,12 @@ fn start<'a>(
 /// As [`start`], for a server: returns once it says it is listening.
 fn serve<'a>(
     out: &SharedOut,
+    traces: &Traces,
     host: &'a Computer,
     sockstep: &Path,
     args: &[&str],
 ) -> Result<HostProcess<'a>, Error> {
-    let server = start(out, host, sockstep, args)?;
+    let server = start(out, traces, host, sockstep, args)?;
     server.wait_for_line("listening on", READY)?;
     Ok(server)
 }
@@ -411,6 +437,172 @@ fn ends(line: &str) -> Result<(SocketAddr, SocketAddr), Error> {
     .ok_or_else(|| unexpected(&format!("no LOCAL <-> PEER in the trace line {line:?}")))
 }
 
+/// The children's trace lines, kept as they arrive, for the picture.
+#[derive(Clone, Default)]
+struct Traces(Arc<Mutex<Kept>>);
+
+#[derive(Default)]
+struct Kept {
+    /// Children started so far.
+    processes: usize,
+    /// (child, its host, the line, when it arrived)
+    lines: Vec<(usize, &'static str, String, Instant)>,
+}
+
+impl Traces {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // A panicking reader thread cannot leave the Vec half-written.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A number for the next child.
+    fn process(&self) -> usize {
+        let mut kept = self.lock();
+        kept.processes += 1;
+        kept.processes
+    }
+
+    fn keep(&self, process: usize, host: &'static str, line: &str) {
+        self.lock()
+            .lines
+            .push((process, host, line.to_string(), Instant::now()));
+    }
+
+    /// The trace lines as events, the sockets numbered anew across the
+    /// children (in the details too: `accept()` names the socket it made),
+    /// and the host of each socket.
+    fn events(&self) -> (Vec<Event>, Vec<(SocketId, &'static str)>) {
+        let kept = self.lock();
+        let mut numbers: HashMap<(usize, u64), SocketId> = HashMap::new();
+        let mut hosts = Vec::new();
+        let mut number = |process: usize, host: &'static str, theirs: u64| {
+            let next = SocketId(numbers.len() as u64 + 1);
+            *numbers.entry((process, theirs)).or_insert_with(|| {
+                hosts.push((next, host));
+                next
+            })
+        };
+        let mut events = Vec::new();
+        for &(process, host, ref line, at) in &kept.lines {
+            let Some((theirs, mut event)) = traced(line) else {
+                continue;
+            };
+            let socket = number(process, host, theirs);
+            event.detail = event.detail.map(|detail| {
+                detail
+                    .split(' ')
+                    .map(|word| match word.strip_prefix('#').map(str::parse::<u64>) {
+                        Some(Ok(n)) => number(process, host, n).to_string(),
+                        _ => word.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            events.push(Event {
+                at,
+                socket,
+                ..event
+            });
+        }
+        (events, hosts)
+    }
+}
+
+/// A child's trace line read back into an event (the inverse of
+/// [`Printer::line`](crate::trace::Printer::line)), with the child's own
+/// number for the socket: `  0.2 ms  server 2 bind()  #1  tcp://198.18.0.2:7878  detail`.
+fn traced(line: &str) -> Option<(u64, Event)> {
+    let (time, rest) = line.split_once(" ms  ")?;
+    time.trim().parse::<f64>().ok()?;
+    let mut words = rest.split(' ').filter(|w| !w.is_empty()).peekable();
+    let side = match words.next()? {
+        "server" => Side::Server,
+        "client" => Side::Client,
+        _ => return None,
+    };
+    if words.peek()?.chars().all(|c| c.is_ascii_digit()) {
+        words.next();
+    }
+    let name = words.next()?;
+    let step = [
+        Step::Socket,
+        Step::Bind,
+        Step::Listen,
+        Step::Accept,
+        Step::Connect,
+        Step::Established,
+        Step::Read,
+        Step::Write,
+        Step::SendTo,
+        Step::RecvFrom,
+        Step::Shutdown,
+        Step::Close,
+        Step::Refuse,
+        Step::Message,
+        Step::Serve,
+    ]
+    .into_iter()
+    .find(|s| s.name() == name)?;
+    let socket: u64 = words.next()?.strip_prefix('#')?.parse().ok()?;
+    // What follows the socket: [LOCAL] [<-> PEER] [N bytes] [detail], the
+    // parts apart by two spaces.
+    let tail = rest.split_once(&format!("#{socket}"))?.1.trim_start();
+    let address = |word: &str| -> Option<(Protocol, SocketAddr)> {
+        let (scheme, addr) = word.split_once("://")?;
+        let protocol = match scheme {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => return None,
+        };
+        Some((protocol, addr.parse().ok()?))
+    };
+    let mut protocol = if tail.contains("SOCK_DGRAM") {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
+    let mut parts = tail
+        .split("  ")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .peekable();
+    let (mut local, mut peer) = (None, None);
+    if let Some(first) = parts.peek() {
+        let (mine, theirs) = match first.split_once("<->") {
+            Some((mine, theirs)) => (mine.trim(), Some(theirs.trim())),
+            None => (first.trim(), None),
+        };
+        let mine_addr = address(mine);
+        let theirs_addr = theirs.and_then(address);
+        let all_addresses = (mine.is_empty() || mine_addr.is_some())
+            && (theirs.is_none() || theirs_addr.is_some())
+            && (mine_addr.is_some() || theirs_addr.is_some());
+        if all_addresses {
+            if let Some((p, _)) = mine_addr.or(theirs_addr) {
+                protocol = p;
+            }
+            local = mine_addr.map(|(_, a)| a);
+            peer = theirs_addr.map(|(_, a)| a);
+            parts.next();
+        }
+    }
+    let bytes = parts
+        .peek()
+        .and_then(|p| p.strip_suffix(" bytes")?.parse::<usize>().ok());
+    if bytes.is_some() {
+        parts.next();
+    }
+    let detail: Vec<&str> = parts.collect();
+    let mut event = Event::new(SocketId(socket), side, step, protocol);
+    event.local = local;
+    event.peer = peer;
+    event.bytes = bytes;
+    if !detail.is_empty() {
+        event.detail = Some(detail.join("  "));
+    }
+    Some((socket, event))
+}
+
 /// A child did not do what the walkthrough expects of it.
 fn unexpected(what: &str) -> Error {
     Error::new(Step::Serve, ErrorKind::Os).with_io(std::io::Error::other(what.to_string()))
@@ -447,6 +639,38 @@ mod tests {
             )
         );
         assert!(ends("client 2 connect() #1 <-> tcp://198.18.0.2:7878").is_err());
+    }
+
+    #[test]
+    fn a_childs_trace_line_reads_back_into_its_event() {
+        let (socket, e) = traced("  303.508 ms  server 4 accept()    #1   tcp://198.18.0.2:7878 <-> tcp://198.18.0.1:57552  a new socket for this client: #2").unwrap();
+        assert_eq!(
+            (socket, e.side, e.step, e.protocol),
+            (1, Side::Server, Step::Accept, Protocol::Tcp)
+        );
+        assert_eq!(e.local, Some("198.18.0.2:7878".parse().unwrap()));
+        assert_eq!(e.peer, Some("198.18.0.1:57552".parse().unwrap()));
+        assert_eq!(
+            e.detail.as_deref(),
+            Some("a new socket for this client: #2")
+        );
+        let (_, e) = traced("    1.0 ms  client 2 connect()   #1   <-> tcp://198.18.0.2:7878  SYN sent; waiting for the handshake").unwrap();
+        assert_eq!(
+            (e.local, e.peer),
+            (None, Some("198.18.0.2:7878".parse().unwrap()))
+        );
+        let (_, e) = traced("    2.0 ms  client 4 send_to()   #1   udp://0.0.0.0:4000 <-> udp://198.18.0.2:9000  23 bytes").unwrap();
+        assert_eq!(
+            (e.protocol, e.bytes, e.detail),
+            (Protocol::Udp, Some(23), None)
+        );
+        let (_, e) = traced(
+            "    3.0 ms  server 1 socket()    #1    SOCK_DGRAM, AF_INET, for udp://198.18.0.2:9000",
+        )
+        .unwrap();
+        assert_eq!((e.protocol, e.local), (Protocol::Udp, None));
+        assert!(traced("                  std: accept4(SOCK_CLOEXEC)").is_none());
+        assert!(traced("listening on tcp://198.18.0.2:7878 (echo)").is_none());
     }
 
     #[test]
