@@ -176,71 +176,61 @@ const HOSTS: Spec = Spec {
     options: PICTURE_OPTIONS,
 };
 
+/// The walkthroughs, in the order the help lists them: the word after `walk`,
+/// its flags, its help, and the command it becomes.
+type Walk = (
+    &'static str,
+    &'static Spec,
+    &'static str,
+    fn(bool, Pictures) -> Command,
+);
+
+const WALKS: [Walk; 5] = [
+    ("tcp", &TCP, USAGE_TCP, |slow, pictures| Command::WalkTcp {
+        slow,
+        pictures,
+    }),
+    ("udp", &UDP, USAGE_UDP, |slow, pictures| Command::WalkUdp {
+        slow,
+        pictures,
+    }),
+    ("http", &HTTP, USAGE_HTTP, |slow, pictures| {
+        Command::WalkHttp { slow, pictures }
+    }),
+    ("push", &PUSH, USAGE_PUSH, |slow, pictures| {
+        Command::WalkPush { slow, pictures }
+    }),
+    ("hosts", &HOSTS, USAGE_HOSTS, |slow, pictures| {
+        Command::WalkHosts { slow, pictures }
+    }),
+];
+
 /// Parses the words after `walk`.
 ///
 /// # Errors
 /// A [`Usage`] error for a missing or unknown walkthrough, or a bad flag.
 pub fn parse(words: &[String]) -> Result<Command, Usage> {
+    let names = || WALKS.map(|(name, ..)| name).join(", ");
     match words {
         [] => Err(Usage::new(
             "sockstep walk",
-            "missing the walkthrough to run (there are: tcp, udp, http, push, hosts)",
+            format!("missing the walkthrough to run (there are: {})", names()),
         )),
         [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
-        [first, rest @ ..] if first == "tcp" => {
-            let parsed = args::parse(&TCP, rest)?;
+        [first, rest @ ..] => {
+            let Some((_, spec, usage, command)) = WALKS.iter().find(|(name, ..)| name == first)
+            else {
+                return Err(Usage::new(
+                    "sockstep walk",
+                    format!("unknown walkthrough '{first}' (there are: {})", names()),
+                ));
+            };
+            let parsed = args::parse(spec, rest)?;
             if parsed.help {
-                return Ok(Command::Help(USAGE_TCP.to_string()));
+                return Ok(Command::Help(usage.to_string()));
             }
-            Ok(Command::WalkTcp {
-                slow: parsed.switch("--slow"),
-                pictures: Pictures::from(&parsed),
-            })
+            Ok(command(parsed.switch("--slow"), Pictures::from(&parsed)))
         }
-        [first, rest @ ..] if first == "udp" => {
-            let parsed = args::parse(&UDP, rest)?;
-            if parsed.help {
-                return Ok(Command::Help(USAGE_UDP.to_string()));
-            }
-            Ok(Command::WalkUdp {
-                slow: parsed.switch("--slow"),
-                pictures: Pictures::from(&parsed),
-            })
-        }
-        [first, rest @ ..] if first == "http" => {
-            let parsed = args::parse(&HTTP, rest)?;
-            if parsed.help {
-                return Ok(Command::Help(USAGE_HTTP.to_string()));
-            }
-            Ok(Command::WalkHttp {
-                slow: parsed.switch("--slow"),
-                pictures: Pictures::from(&parsed),
-            })
-        }
-        [first, rest @ ..] if first == "push" => {
-            let parsed = args::parse(&PUSH, rest)?;
-            if parsed.help {
-                return Ok(Command::Help(USAGE_PUSH.to_string()));
-            }
-            Ok(Command::WalkPush {
-                slow: parsed.switch("--slow"),
-                pictures: Pictures::from(&parsed),
-            })
-        }
-        [first, rest @ ..] if first == "hosts" => {
-            let parsed = args::parse(&HOSTS, rest)?;
-            if parsed.help {
-                return Ok(Command::Help(USAGE_HOSTS.to_string()));
-            }
-            Ok(Command::WalkHosts {
-                slow: parsed.switch("--slow"),
-                pictures: Pictures::from(&parsed),
-            })
-        }
-        [other, ..] => Err(Usage::new(
-            "sockstep walk",
-            format!("unknown walkthrough '{other}' (there are: tcp, udp, http, push, hosts)"),
-        )),
     }
 }
 
@@ -383,13 +373,11 @@ mod tests {
 
     #[test]
     fn every_flag_the_parser_accepts_is_in_the_help() {
-        for (spec, usage) in [
-            (TCP, USAGE_TCP),
-            (UDP, USAGE_UDP),
-            (HTTP, USAGE_HTTP),
-            (PUSH, USAGE_PUSH),
-            (HOSTS, USAGE_HOSTS),
-        ] {
+        for (name, spec, usage, _) in WALKS {
+            assert!(
+                USAGE.contains(&format!("walk {name}")),
+                "walk --help lacks {name}"
+            );
             for flag in spec.switches {
                 assert!(usage.contains(flag), "{} help lacks {flag}", spec.command);
             }
@@ -401,7 +389,7 @@ mod tests {
 
     #[test]
     fn every_walkthrough_takes_svg_and_mermaid_files() {
-        for walk in ["tcp", "udp", "http", "push", "hosts"] {
+        for walk in WALKS.map(|(name, ..)| name) {
             let words: Vec<String> = [walk, "--svg", "a.svg", "--mermaid=a.mmd"]
                 .map(String::from)
                 .to_vec();
