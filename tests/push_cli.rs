@@ -353,7 +353,10 @@ fn push_help_and_usage_errors() {
         }
     }
     for (args, message) in [
-        (&["push"][..], "missing the verb (serve or connect)"),
+        (
+            &["push"][..],
+            "missing the verb (there are: serve, connect)",
+        ),
         (
             &["push", "serve", "127.0.0.1:0", "--queue", "0"],
             "--queue must be a whole number from 1",

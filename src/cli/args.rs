@@ -13,6 +13,8 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use crate::cli::Command;
+
 /// What one verb accepts.
 #[derive(Debug)]
 pub struct Spec {
@@ -145,6 +147,44 @@ pub fn parse(spec: &Spec, args: &[String]) -> Result<Parsed, Usage> {
 /// Whether `word` asks for help.
 pub fn is_help(word: &str) -> bool {
     word == "--help" || word == "-h"
+}
+
+/// A verb of a command group (`listen` of `sockstep tcp`) and its parser.
+pub type Verb = (&'static str, fn(&[String]) -> Result<Command, Usage>);
+
+/// The words after a group's name (`sockstep tcp …`), handed to the parser of
+/// the verb they start with; `--help` gives the group's `usage`.
+///
+/// # Errors
+/// A [`Usage`] error naming the group when the verb is missing or unknown,
+/// listing the verbs there are; otherwise the verb parser's own.
+pub fn verb(
+    group: &'static str,
+    usage: &str,
+    words: &[String],
+    verbs: &[Verb],
+) -> Result<Command, Usage> {
+    let names = || {
+        verbs
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match words {
+        [] => Err(Usage::new(
+            group,
+            format!("missing the verb (there are: {})", names()),
+        )),
+        [first, ..] if is_help(first) => Ok(Command::Help(usage.to_string())),
+        [first, rest @ ..] => match verbs.iter().find(|(name, _)| name == first) {
+            Some((_, parse)) => parse(rest),
+            None => Err(Usage::new(
+                group,
+                format!("unknown verb '{first}' (there are: {})", names()),
+            )),
+        },
+    }
 }
 
 /// Whether `text` is a plain decimal: digits with at most one point, and at

@@ -128,20 +128,16 @@ const MAX_FOLLOW: usize = 20;
 /// # Errors
 /// A [`Usage`] error for a missing or unknown verb or a bad flag or value.
 pub fn parse(words: &[String]) -> Result<Command, Usage> {
-    match words {
-        [] => Err(Usage::new(
-            "sockstep http",
-            "missing the verb (serve, get or post)",
-        )),
-        [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
-        [verb, rest @ ..] if verb == "serve" => parse_serve(rest),
-        [verb, rest @ ..] if verb == "get" => parse_fetch(&GET, "GET", rest),
-        [verb, rest @ ..] if verb == "post" => parse_fetch(&POST, "POST", rest),
-        [other, ..] => Err(Usage::new(
-            "sockstep http",
-            format!("unknown verb '{other}' (there are: serve, get, post)"),
-        )),
-    }
+    args::verb(
+        "sockstep http",
+        USAGE,
+        words,
+        &[
+            ("serve", parse_serve),
+            ("get", parse_get),
+            ("post", parse_post),
+        ],
+    )
 }
 
 fn parse_serve(words: &[String]) -> Result<Command, Usage> {
@@ -156,6 +152,14 @@ fn parse_serve(words: &[String]) -> Result<Command, Usage> {
         run_for: parsed.seconds("--for")?,
         trace: parsed.switch("--trace"),
     }))
+}
+
+fn parse_get(words: &[String]) -> Result<Command, Usage> {
+    parse_fetch(&GET, "GET", words)
+}
+
+fn parse_post(words: &[String]) -> Result<Command, Usage> {
+    parse_fetch(&POST, "POST", words)
 }
 
 fn parse_fetch(spec: &Spec, method: &str, words: &[String]) -> Result<Command, Usage> {

@@ -184,19 +184,12 @@ pub struct PushConnect {
 /// A [`Usage`] error for a missing or unknown verb, a bad flag or value, or an
 /// address that is not a TCP endpoint.
 pub fn parse(words: &[String]) -> Result<Command, Usage> {
-    match words {
-        [] => Err(Usage::new(
-            "sockstep push",
-            "missing the verb (serve or connect)",
-        )),
-        [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
-        [verb, rest @ ..] if verb == "serve" => parse_serve(rest),
-        [verb, rest @ ..] if verb == "connect" => parse_connect(rest),
-        [other, ..] => Err(Usage::new(
-            "sockstep push",
-            format!("unknown verb '{other}' (there are: serve, connect)"),
-        )),
-    }
+    args::verb(
+        "sockstep push",
+        USAGE,
+        words,
+        &[("serve", parse_serve), ("connect", parse_connect)],
+    )
 }
 
 fn parse_serve(words: &[String]) -> Result<Command, Usage> {
@@ -580,7 +573,10 @@ mod tests {
         assert!(help("push --help").contains("push serve"));
         assert!(help("push serve -h").contains("--max-members N"));
         assert!(help("push connect 127.0.0.1:1 --help").contains("--count N"));
-        assert_eq!(usage("push").message, "missing the verb (serve or connect)");
+        assert_eq!(
+            usage("push").message,
+            "missing the verb (there are: serve, connect)"
+        );
         assert!(
             usage("push listen 127.0.0.1:1")
                 .message

@@ -181,19 +181,12 @@ pub struct Connect {
 /// A [`Usage`] error for a missing or unknown verb, a bad flag or value, or an
 /// address that is not a TCP endpoint.
 pub fn parse(words: &[String]) -> Result<Command, Usage> {
-    match words {
-        [] => Err(Usage::new(
-            "sockstep tcp",
-            "missing the verb (listen or connect)",
-        )),
-        [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
-        [verb, rest @ ..] if verb == "listen" => parse_listen(rest),
-        [verb, rest @ ..] if verb == "connect" => parse_connect(rest),
-        [other, ..] => Err(Usage::new(
-            "sockstep tcp",
-            format!("unknown verb '{other}' (there are: listen, connect)"),
-        )),
-    }
+    args::verb(
+        "sockstep tcp",
+        USAGE,
+        words,
+        &[("listen", parse_listen), ("connect", parse_connect)],
+    )
 }
 
 fn parse_listen(words: &[String]) -> Result<Command, Usage> {

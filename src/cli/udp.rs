@@ -232,20 +232,16 @@ pub struct UdpRelay {
 /// A [`Usage`] error for a missing or unknown verb, a bad flag or value, or an
 /// address that is not a UDP endpoint.
 pub fn parse(words: &[String]) -> Result<Command, Usage> {
-    match words {
-        [] => Err(Usage::new(
-            "sockstep udp",
-            "missing the verb (listen, send or relay)",
-        )),
-        [first, ..] if args::is_help(first) => Ok(Command::Help(USAGE.to_string())),
-        [verb, rest @ ..] if verb == "listen" => parse_listen(rest),
-        [verb, rest @ ..] if verb == "send" => parse_send(rest),
-        [verb, rest @ ..] if verb == "relay" => parse_relay(rest),
-        [other, ..] => Err(Usage::new(
-            "sockstep udp",
-            format!("unknown verb '{other}' (there are: listen, send, relay)"),
-        )),
-    }
+    args::verb(
+        "sockstep udp",
+        USAGE,
+        words,
+        &[
+            ("listen", parse_listen),
+            ("send", parse_send),
+            ("relay", parse_relay),
+        ],
+    )
 }
 
 fn parse_listen(words: &[String]) -> Result<Command, Usage> {
