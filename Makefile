@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run walk-tcp walk-tcp-slow walk-udp walk-udp-slow walk-http walk-push walk-hosts compare bench test lint fmt doc docs syscalls clean
+.PHONY: run walk-tcp walk-tcp-slow walk-udp walk-udp-slow walk-http walk-push walk-hosts compare bench bench-loss test lint fmt doc docs syscalls clean
 
 ## run: the TCP walkthrough on loopback (server and client, every step printed)
 run: walk-tcp
@@ -38,9 +38,19 @@ walk-hosts:
 compare:
 	$(CARGO) run --release --quiet -- compare http-vs-socket
 
-## bench: raw UDP, the reliable channel and TCP through 0-20% loss (optimised build; a minute or two;
-##        as root with ip and nft the kernel loses the packets, otherwise the relay does and TCP is skipped)
+## bench: every benchmark, optimised build, a few minutes on 2 cores: ours beside a raw std loop and
+##        the peer tools found (iperf3, wrk, nginx; nothing is installed), tables on stdout, plots
+##        into docs/img (see docs/BENCHMARKS.md). Quote numbers from a quiet machine.
 bench:
+	@for tool in iperf3 wrk nginx; do \
+	  if command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ]; then echo "peer tool found: $$tool"; \
+	  else echo "peer tool not installed: $$tool (its rows are skipped)"; fi; \
+	done
+	$(CARGO) run --release -- bench all --svg docs/img
+
+## bench-loss: only raw UDP, the reliable channel and TCP through 0-20% loss (a minute or two; as root
+##        with ip and nft the kernel loses the packets, otherwise the relay does and TCP is skipped)
+bench-loss:
 	$(CARGO) run --release -- bench loss
 
 ## test: formatting, lints, then every unit, integration, property and doc test

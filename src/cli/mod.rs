@@ -14,7 +14,7 @@
 //! One file per verb group: `walk.rs` (`sockstep walk tcp|udp`), `tcp.rs`
 //! (`sockstep tcp listen|connect`), `udp.rs` (`sockstep udp
 //! listen|send|relay`), `push.rs` (`sockstep push serve|connect`), `proxy.rs`
-//! (`sockstep proxy`), `bench.rs` (`sockstep bench loss`); `args.rs` is the
+//! (`sockstep proxy`), `bench.rs` (`sockstep bench NAME|all|loss`); `args.rs` is the
 //! small parser they share.
 
 mod args;
@@ -82,6 +82,9 @@ Usage:
   sockstep compare http-vs-socket    the same updates by HTTP polling, long polling
                                      and push over a kept socket: connections,
                                      bytes and latency side by side
+  sockstep bench NAME|all [--json]   our sockets against raw std and peer tools:
+                                     tcp-throughput, tcp-rr, connect, udp, trace,
+                                     idle, ... ('sockstep bench --help' lists them)
   sockstep bench loss [--json]       UDP, a reliable channel over UDP, and TCP
                                      through the same loss: what TCP buys, measured
   sockstep --help | --version
@@ -157,6 +160,13 @@ pub enum Command {
     UdpRelay(UdpRelay),
     /// `sockstep proxy --listen ADDR --to ADDR …`.
     Proxy(TcpProxy),
+    /// `sockstep bench NAME|all [--json] [--quick] [--svg DIR]`.
+    Bench {
+        /// A name from [`crate::bench::BENCHMARKS`], or `all`.
+        name: String,
+        /// How to run it.
+        options: crate::bench::harness::BenchOptions,
+    },
     /// `sockstep bench loss [--json] [--quick]`.
     BenchLoss {
         /// Print only a JSON document (`--json`).
@@ -256,6 +266,7 @@ pub fn execute(command: Command) -> Result<(), Error> {
         Command::UdpSend(send) => udp::send(&send)?,
         Command::UdpRelay(relay) => udp::relay(&relay)?,
         Command::Proxy(proxy) => proxy::run(&proxy)?,
+        Command::Bench { name, options } => bench::run(&name, &options)?,
         Command::BenchLoss { json, quick } => bench::loss(json, quick)?,
     }
     Ok(())
@@ -651,9 +662,11 @@ mod tests {
         assert!(help_text("bench --help").contains("bench loss"));
         assert!(help_text("bench loss -h").contains("--json"));
         assert_eq!(usage("bench").command, "sockstep bench");
-        assert_eq!(
-            usage("bench speed").message,
-            "unknown benchmark 'speed' (there is: loss)"
+        let unknown = usage("bench speed").message;
+        assert!(
+            unknown.starts_with("unknown benchmark 'speed' (there are: tcp-throughput, ")
+                && unknown.ends_with(", all, loss)"),
+            "{unknown}"
         );
         assert_eq!(
             usage("bench loss --fast").message,

@@ -424,9 +424,12 @@ impl Handler for Router {
         // any: each request's deadlines stay within it, and it is put back after.
         let lifetime = conn.deadline();
         let mut buf = Vec::new();
+        // Zeroed once for the connection's life (see `read_more`); on the heap,
+        // since a server may give its connection threads small stacks.
+        let mut chunk = vec![0; READ_CHUNK];
         let mut served = 0;
         loop {
-            let incoming = read_request(conn, &mut buf, &self.config, lifetime);
+            let incoming = read_request(conn, &mut buf, &mut chunk, &self.config, lifetime);
             conn.set_deadline(lifetime);
             let request = match incoming? {
                 Incoming::Request(request) => request,
@@ -496,9 +499,15 @@ enum Incoming {
 /// deadlines of the [module docs](self), each cut short by `lifetime` (the TCP
 /// server's deadline for the whole connection) if that comes first. Bytes past
 /// the request stay in `buf` for the next one (a client may pipeline).
+///
+/// Most requests arrive whole in one read (a GET is one small write): once a
+/// blank line has arrived, one parse of the whole request answers them. Only a
+/// request whose body is still to come has its head parsed on its own, to start
+/// the body's deadline and answer `Expect: 100-continue`.
 fn read_request(
     conn: &mut Connection,
     buf: &mut Vec<u8>,
+    chunk: &mut [u8],
     config: &HttpConfig,
     lifetime: Option<Instant>,
 ) -> Result<Incoming, Error> {
@@ -514,6 +523,18 @@ fn read_request(
     );
     loop {
         if !buf.is_empty() {
+            if !head_seen && has_blank_line(buf) {
+                match parse_request(buf, &config.limits) {
+                    Err(e) => return Ok(refused(&e)),
+                    Ok(Parsed::Complete { message, consumed }) if !expects_continue(&message) => {
+                        note_head(conn, &message);
+                        buf.drain(..consumed);
+                        return Ok(Incoming::Request(message));
+                    }
+                    // A body still to come, or a client that may wait for 100 Continue.
+                    Ok(_) => {}
+                }
+            }
             if !head_seen {
                 match parse_request_head(buf, &config.limits) {
                     Err(e) => return Ok(refused(&e)),
@@ -521,12 +542,7 @@ fn read_request(
                     Ok(Some((head, head_len))) => {
                         head_seen = true;
                         deadline = within(Instant::now() + config.body_timeout);
-                        conn.note(Step::Message, || {
-                            format!(
-                                "request head: {} {} {}",
-                                head.method, head.target, head.version
-                            )
-                        });
+                        note_head(conn, &head);
                         if expects_continue(&head) && buf.len() == head_len {
                             // RFC 9110 §10.1.1: the client waits for this before the body.
                             conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
@@ -547,7 +563,7 @@ fn read_request(
         }
         conn.set_deadline(Some(deadline));
         let was_empty = buf.is_empty();
-        let n = match read_more(conn, buf) {
+        let n = match read_more(conn, buf, chunk) {
             Ok(n) => n,
             Err(e) if *e.kind() == ErrorKind::TimedOut => {
                 return Ok(if buf.is_empty() {
@@ -572,12 +588,37 @@ fn read_request(
     }
 }
 
+/// Whether a blank line (the end of a head) has arrived.
+fn has_blank_line(buf: &[u8]) -> bool {
+    buf.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+/// Records the request line on the connection's trace (walkthroughs show it).
+fn note_head(conn: &Connection, head: &Request) {
+    conn.note(Step::Message, || {
+        format!(
+            "request head: {} {} {}",
+            head.method, head.target, head.version
+        )
+    });
+}
+
 /// Appends one read's bytes to `buf`. The parser starts from the top after every
 /// read (it keeps no state), so reads grow with the buffer — 8 KiB for a head,
 /// up to [`MAX_READ`] for a large body — and a 1 MiB body costs a few parses,
 /// not one per 8 KiB.
-fn read_more(conn: &mut Connection, buf: &mut Vec<u8>) -> Result<usize, Error> {
+///
+/// Safe Rust reads only into initialised bytes. Growing `buf` by 8 KiB of zeros
+/// before every read was 38 % of a kept-alive GET's instructions (callgrind), so
+/// while `buf` holds less than `chunk` (a head, a small body) reads go through
+/// `chunk`, zeroed once per connection, and only what arrived is copied.
+fn read_more(conn: &mut Connection, buf: &mut Vec<u8>, chunk: &mut [u8]) -> Result<usize, Error> {
     let have = buf.len();
+    if have < chunk.len() {
+        let n = conn.read(chunk)?;
+        buf.extend_from_slice(&chunk[..n]);
+        return Ok(n);
+    }
     buf.resize(have + have.clamp(READ_CHUNK, MAX_READ), 0);
     let result = conn.read(&mut buf[have..]);
     buf.truncate(have + *result.as_ref().unwrap_or(&0));

@@ -402,9 +402,10 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// Bytes already checked to be ASCII, as a `String`.
+/// Bytes already checked to be ASCII, as a `String`: one copy (ASCII is UTF-8,
+/// so nothing is replaced), not a `char` at a time.
 fn ascii(s: &[u8]) -> String {
-    s.iter().map(|&b| char::from(b)).collect()
+    String::from_utf8_lossy(s).into_owned()
 }
 
 // ---------------------------------------------------------------------------
@@ -1010,7 +1011,9 @@ fn emit_fields(out: &mut Vec<u8>, headers: &Headers) -> Result<(), HttpError> {
                 "header value has a control or non-ASCII byte, or surrounding whitespace",
             ));
         }
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        for piece in [name.as_bytes(), b": ", v, b"\r\n"] {
+            out.extend_from_slice(piece);
+        }
     }
     Ok(())
 }
