@@ -137,6 +137,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::bench::harness::json_str;
 use crate::error::{Error, ErrorKind};
 use crate::netns::{
     COMMAND_TIMEOUT, NFT_CHAIN, NFT_TABLE, Namespace, collect, describe, ip, run_command, tail,
@@ -1438,26 +1439,6 @@ fn rate(bytes_per_second: f64) -> String {
     } else {
         format!("{:.1} kB/s", bytes_per_second / 1e3)
     }
-}
-
-/// A JSON string literal.
-fn json_str(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A JSON number, or `null` for none (and for NaN or infinity, which JSON lacks).
