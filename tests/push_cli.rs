@@ -33,6 +33,8 @@ struct Running {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    // Forwards stdout lines; ends at the child's end of output.
+    reader: Option<JoinHandle<()>>,
     stderr: Option<JoinHandle<String>>,
 }
 
@@ -46,7 +48,7 @@ impl Running {
             .expect("spawn");
         let (send, lines) = mpsc::channel();
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
                 if send.send(line).is_err() {
                     break;
@@ -63,6 +65,7 @@ impl Running {
             stdin: child.stdin.take(),
             child,
             lines,
+            reader: Some(reader),
             stderr: Some(stderr),
         }
     }
@@ -116,6 +119,12 @@ impl Running {
             status.is_some(),
             "did not exit within {DEADLINE:?}; stderr: {stderr}"
         );
+        // The reader forwards what is left of stdout and ends at its end of
+        // file, which comes with the exit: join it before taking the lines, or
+        // lines still on their way would be missed.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         let rest = self.lines.try_iter().collect();
         (status.and_then(|s| s.code()), rest, stderr)
     }
