@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use sockstep::bench::harness::{
-    Bench, BenchOptions, Goal, Measurement, Report, Samples, Table, Unit, Variant, json_str,
-    run_repeated,
+    Bench, BenchOptions, Goal, Latency, Measurement, Report, Samples, Table, Unit, Variant,
+    json_str, run_repeated,
 };
 use sockstep::bench::plot::{Chart, Point, Scale, Series};
 use sockstep::bench::{self, BENCHMARKS};
@@ -88,6 +88,36 @@ fn interleaved_passes_alternate_their_order_and_drop_the_warm_up() {
     // Warm-up a b, then b a, a b, b a.
     assert_eq!(*order.borrow(), ["a", "b", "b", "a", "a", "b", "b", "a"]);
     assert_eq!(kept, vec![vec![4.0, 5.0, 8.0], vec![3.0, 6.0, 7.0]]);
+}
+
+#[test]
+fn latency_rows_give_p50_and_p99_per_variant_against_the_first() {
+    let pass = |base: f64| Latency::of((1..=100).map(|i| base * f64::from(i)).collect());
+    let l = pass(1.0);
+    assert_eq!(l.p50, 50.5);
+    assert!((l.p99 - 99.01).abs() < 1e-9, "{}", l.p99);
+    let options = quiet(true);
+    let mut bench = Bench::new("rr", "round trips", &options);
+    let passes = [vec![pass(1.0), pass(1.0)], vec![pass(2.0), pass(2.0)]];
+    bench.record_latency("64 B", &["raw", "ours"], &passes, Some(Goal::AtMost(1.05)));
+    let report = bench.finish();
+    let cases: Vec<(&str, &str)> = report
+        .measurements
+        .iter()
+        .map(|m| (m.case.as_str(), m.variant.as_str()))
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            ("64 B, p50", "raw"),
+            ("64 B, p50", "ours"),
+            ("64 B, p99", "raw"),
+            ("64 B, p99", "ours")
+        ]
+    );
+    let ours = report.find("64 B, p99", "ours").unwrap();
+    assert_eq!(report.ratio(ours), Some(2.0));
+    assert_eq!(ours.goal, Some(Goal::AtMost(1.05)));
 }
 
 // --- units, the table, ratios, JSON ----------------------------------------------
@@ -398,7 +428,10 @@ fn idle_holds_connections_in_a_server_process_and_reports_memory_per_connection(
         "{:?}",
         report.notes
     );
-    xml::check(&std::fs::read_to_string(dir.join("bench-idle.svg")).unwrap()).unwrap();
+    assert_eq!(report.plots.len(), 2, "{:?}", report.plots);
+    for plot in ["bench-idle.svg", "bench-idle-64k.svg"] {
+        xml::check(&std::fs::read_to_string(dir.join(plot)).unwrap()).unwrap();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

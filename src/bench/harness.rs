@@ -239,6 +239,38 @@ pub fn run_repeated(
     Ok(Samples::new(values))
 }
 
+/// The p50 and p99 of one pass of timed operations (round trips), in
+/// seconds: what a latency benchmark keeps of each pass. Across passes the
+/// tables then quote the median p50 and the median p99
+/// ([`Bench::record_latency`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    /// The pass's median.
+    pub p50: f64,
+    /// The pass's 99th percentile.
+    pub p99: f64,
+}
+
+impl Latency {
+    /// The p50 and p99 of `times` (seconds, any order).
+    pub fn of(times: Vec<f64>) -> Latency {
+        let s = Samples::new(times);
+        Latency {
+            p50: s.median(),
+            p99: s.p99(),
+        }
+    }
+
+    /// `p50 25.1 µs  p99 58.8 µs`, for the progress line.
+    pub fn show(&self) -> String {
+        format!(
+            "p50 {}  p99 {}",
+            Unit::Seconds.format(self.p50),
+            Unit::Seconds.format(self.p99)
+        )
+    }
+}
+
 // --- units ---------------------------------------------------------------------
 
 /// What a measured number counts, and how to print it.
@@ -937,6 +969,33 @@ impl Bench {
     /// Adds a cell to the table.
     pub fn record(&mut self, measurement: Measurement) {
         self.report.measurements.push(measurement);
+    }
+
+    /// Records the rows of a latency case: `{case}, p50` and `{case}, p99`,
+    /// each with a row per variant (`names[i]` with `passes[i]`, one
+    /// [`Latency`] per pass). Every variant after the first is compared with
+    /// the first, with `goal` if given.
+    pub fn record_latency(
+        &mut self,
+        case: &str,
+        names: &[&str],
+        passes: &[Vec<Latency>],
+        goal: Option<Goal>,
+    ) {
+        for (label, pick) in [
+            ("p50", (|l: &Latency| l.p50) as fn(&Latency) -> f64),
+            ("p99", |l| l.p99),
+        ] {
+            for (i, (name, values)) in names.iter().zip(passes).enumerate() {
+                let samples = Samples::new(values.iter().map(pick).collect());
+                let m = Measurement::new(format!("{case}, {label}"), *name, Unit::Seconds, samples);
+                self.record(match (i, goal) {
+                    (0, _) => m,
+                    (_, Some(goal)) => m.vs(names[0]).goal(goal),
+                    (_, None) => m.vs(names[0]),
+                });
+            }
+        }
     }
 
     /// Notes a plot that was written.

@@ -55,8 +55,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::bench::harness::{
-    Bench, BenchOptions, Goal, Measurement, Report, Samples, Unit, Variant, bench_error, find_tool,
-    thread_cpu_time, write_file, write_size,
+    Bench, BenchOptions, Goal, Latency, Measurement, Report, Samples, Unit, Variant, bench_error,
+    find_tool, thread_cpu_time, write_file, write_size,
 };
 use crate::bench::plot::{Chart, Point, Scale, Series};
 use crate::endpoint::Protocol;
@@ -247,8 +247,15 @@ const GOAL_SIZES: [usize; 2] = [64 << 10, 1 << 20];
 /// neighbours.
 ///
 /// iperf3 (when installed, and not in a quick run) cannot run for less than
-/// a second, so it has passes of its own: one-second runs of ours and of
-/// `iperf3 -c … -t 1 -l SIZE`, taking turns, at 64 KiB and 1 MiB.
+/// a second, so it has passes of its own: six one-second runs each of ours
+/// and of `iperf3 -c … -t 1 -l SIZE`, taking turns, at 64 KiB and 1 MiB —
+/// with both sides' CPU per MiB, iperf3's from its own report (getrusage of
+/// its client and server processes). iperf3's two ends are two processes, and
+/// the scheduler places two processes differently from two threads of one
+/// (seen here: the same raw loop ran at 21 or at 33 Gbit/s with 1 MiB writes,
+/// pass to pass, as placement went), so for these runs our Sink server runs
+/// in a process of its own too (this program again, with
+/// `SOCKSTEP_BENCH_SERVER=sink`).
 ///
 /// Goal: ours ≥ 95 % of raw at 64 KiB and 1 MiB, and at least iperf3's
 /// (its row shows iperf3 ÷ ours: ≤ 1.00 met).
@@ -258,6 +265,7 @@ const GOAL_SIZES: [usize; 2] = [64 << 10, 1 << 20];
 /// # Errors
 /// A socket step that fails in any pass; an SVG that cannot be written.
 pub fn throughput(options: &BenchOptions) -> Result<Report, Error> {
+    serve_if_asked();
     let mut bench = Bench::new(
         "tcp-throughput",
         "our client → our Sink server, against a raw std loop and iperf3",
@@ -282,10 +290,10 @@ pub fn throughput(options: &BenchOptions) -> Result<Report, Error> {
         let (ours_cpu, raw_cpu) = (ours_cpu.clone(), raw_cpu.clone());
         let mut variants = [
             Variant::new("raw", move || {
-                raw_stream(raw_addr, size, duration, &raw_cpu)
+                raw_stream(raw_addr, size, duration, || take_cpu(&raw_cpu))
             }),
             Variant::new("ours", move || {
-                our_stream(ours_addr, size, duration, &ours_cpu)
+                our_stream(ours_addr, size, duration, || take_cpu(&ours_cpu))
             }),
         ];
         let passes = bench.interleave(&case, warmup, reps, &mut variants, |f: &Flow| {
@@ -328,33 +336,55 @@ pub fn throughput(options: &BenchOptions) -> Result<Report, Error> {
         found
     };
     if let Some(program) = &iperf3 {
-        let iperf3_reps = 4;
+        let iperf3_reps = 6;
+        let mut iperf3_cpu_rows = Vec::new();
         bench.setup(format!(
-            "against iperf3: {iperf3_reps} interleaved one-second runs each of ours and of \
-             `iperf3 -c 127.0.0.1 -t 1 -l SIZE -J` (one stream, against `iperf3 -s -1`)"
+            "against iperf3: {iperf3_reps} interleaved one-second runs each of ours — our client \
+             here, our Sink server in a process of its own, as iperf3's two ends are — and of \
+             `iperf3 -c 127.0.0.1 -t 1 -l SIZE -J` (one stream, against `iperf3 -s -1`); CPU: \
+             iperf3's own report (getrusage of both processes)"
         ));
+        let sink = RefCell::new(ServerProcess::start(&options.program()?, ServerKind::Sink)?);
         for size in GOAL_SIZES {
             let case = format!("{} writes, 1 s runs", write_size(size));
-            let (ours_addr, ours_cpu) = (ours.local_addr(), ours_cpu.clone());
+            let sink = &sink;
+            let sink_addr = sink.borrow().addr;
             let mut variants = [
                 Variant::new("ours", move || {
-                    our_stream(ours_addr, size, Duration::from_secs(1), &ours_cpu)
-                        .map(|f| f.bits_per_second)
+                    our_stream(sink_addr, size, Duration::from_secs(1), || {
+                        let stats = sink.borrow_mut().stats().ok()?;
+                        stats.sink_cpu.map(Duration::from_nanos)
+                    })
                 }),
                 Variant::new("iperf3", move || run_iperf3(program, size)),
             ];
-            let passes = bench.interleave(&case, 0, iperf3_reps, &mut variants, |b| {
-                Unit::BitsPerSecond.format(*b)
+            let passes = bench.interleave(&case, 0, iperf3_reps, &mut variants, |f: &Flow| {
+                Unit::BitsPerSecond.format(f.bits_per_second)
             })?;
-            for (name, values) in ["ours", "iperf3"].into_iter().zip(passes) {
-                let m = Measurement::new(&case, name, Unit::BitsPerSecond, Samples::new(values));
+            for (name, flows) in ["ours", "iperf3"].into_iter().zip(passes) {
+                let rates = Samples::new(flows.iter().map(|f| f.bits_per_second).collect());
+                let m = Measurement::new(&case, name, Unit::BitsPerSecond, rates);
                 bench.record(if name == "iperf3" {
                     m.vs("ours").goal(Goal::AtMost(1.0))
                 } else {
                     m
                 });
+                let cpu: Vec<f64> = flows.iter().filter_map(|f| f.cpu_per_mib).collect();
+                if !cpu.is_empty() {
+                    let m = Measurement::new(
+                        format!("{case}, CPU per MiB (both ends)"),
+                        name,
+                        Unit::Seconds,
+                        Samples::new(cpu),
+                    );
+                    iperf3_cpu_rows.push(if name == "iperf3" { m.vs("ours") } else { m });
+                }
             }
         }
+        for row in iperf3_cpu_rows {
+            bench.record(row);
+        }
+        sink.into_inner().stop()?;
     }
     let stats = ours.shutdown();
     if stats.errors > 0 {
@@ -419,19 +449,24 @@ fn put_cpu(slot: &CpuSlot, before: Option<Duration>) {
     *slot.lock().unwrap_or_else(PoisonError::into_inner) = spent;
 }
 
-/// Both ends' CPU per MiB: the client's since `before`, and the sink's from `slot`.
-fn cpu_per_mib(before: Option<Duration>, slot: &CpuSlot, bytes: u64) -> Option<f64> {
+/// Both ends' CPU per MiB: the client's since `before`, and the sink's.
+fn cpu_per_mib(before: Option<Duration>, server: Option<Duration>, bytes: u64) -> Option<f64> {
     let client = thread_cpu_time()?.checked_sub(before?)?;
-    let server = slot.lock().unwrap_or_else(PoisonError::into_inner).take()?;
-    Some((client + server).as_secs_f64() / (bytes as f64 / (1 << 20) as f64))
+    Some((client + server?).as_secs_f64() / (bytes as f64 / (1 << 20) as f64))
 }
 
-/// One pass of ours: our client into our Sink server.
+/// What the sink in this process spent on the last connection.
+fn take_cpu(slot: &CpuSlot) -> Option<Duration> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// One pass of ours: our client into our Sink server; `server_cpu` then
+/// says what the sink's thread spent.
 fn our_stream(
     addr: SocketAddr,
     size: usize,
     duration: Duration,
-    cpu: &CpuSlot,
+    server_cpu: impl FnOnce() -> Option<Duration>,
 ) -> Result<Flow, Error> {
     let mut conn = our_client(addr)?;
     let piece = vec![0x5a; size];
@@ -454,7 +489,7 @@ fn our_stream(
     let seconds = started.elapsed().as_secs_f64();
     Ok(Flow {
         bits_per_second: sent as f64 * 8.0 / seconds,
-        cpu_per_mib: cpu_per_mib(cpu_before, cpu, sent),
+        cpu_per_mib: cpu_per_mib(cpu_before, server_cpu(), sent),
     })
 }
 
@@ -463,7 +498,7 @@ fn raw_stream(
     addr: SocketAddr,
     size: usize,
     duration: Duration,
-    cpu: &CpuSlot,
+    server_cpu: impl FnOnce() -> Option<Duration>,
 ) -> Result<Flow, Error> {
     let mut stream = raw_client(addr)?;
     let piece = vec![0x5a; size];
@@ -486,13 +521,13 @@ fn raw_stream(
     let seconds = started.elapsed().as_secs_f64();
     Ok(Flow {
         bits_per_second: sent as f64 * 8.0 / seconds,
-        cpu_per_mib: cpu_per_mib(cpu_before, cpu, sent),
+        cpu_per_mib: cpu_per_mib(cpu_before, server_cpu(), sent),
     })
 }
 
 /// One iperf3 run: a one-shot server on a free port, a one-second client with
 /// `size`-byte writes; the receiver's bits per second from its JSON.
-fn run_iperf3(program: &Path, size: usize) -> Result<f64, Error> {
+fn run_iperf3(program: &Path, size: usize) -> Result<Flow, Error> {
     let port = TcpListener::bind(loopback())
         .and_then(|l| l.local_addr())
         .map_err(|e| Error::io(Step::Bind, e))?
@@ -525,8 +560,8 @@ fn run_iperf3(program: &Path, size: usize) -> Result<f64, Error> {
                 .output()
                 .map_err(|e| bench_error("run iperf3 -c", e))?;
             let json = String::from_utf8_lossy(&output.stdout);
-            if let Some(bits) = iperf3_received_bits_per_second(&json) {
-                return Ok(bits);
+            if let Some(flow) = parse_iperf3(&json) {
+                return Ok(flow);
             }
             if Instant::now() >= deadline {
                 return Err(bench_error(
@@ -542,12 +577,36 @@ fn run_iperf3(program: &Path, size: usize) -> Result<f64, Error> {
     result
 }
 
-/// `end.sum_received.bits_per_second` from iperf3's `-J` output, found
-/// without a JSON parser: the first `"bits_per_second"` after
-/// `"sum_received"`.
-pub fn iperf3_received_bits_per_second(json: &str) -> Option<f64> {
-    let (_, after) = json.split_once("\"sum_received\"")?;
-    let (_, after) = after.split_once("\"bits_per_second\"")?;
+/// What iperf3's `-J` output says about a run, found without a JSON parser:
+/// the receiver's `bits_per_second` (in `end.sum_received`), and both
+/// processes' CPU time per MiB received — `host_total` + `remote_total` of
+/// `end.cpu_utilization_percent` (iperf3's getrusage over the run, client and
+/// server) × the run's `seconds` ÷ its MiB.
+fn parse_iperf3(json: &str) -> Option<Flow> {
+    let (_, received) = json.split_once("\"sum_received\"")?;
+    let bits_per_second = json_number_after(received, "bits_per_second")?;
+    let seconds = json_number_after(received, "seconds");
+    let bytes = json_number_after(received, "bytes");
+    let cpu = json
+        .split_once("\"cpu_utilization_percent\"")
+        .and_then(|(_, c)| {
+            Some(json_number_after(c, "host_total")? + json_number_after(c, "remote_total")?)
+        });
+    let cpu_per_mib = match (cpu, seconds, bytes) {
+        (Some(percent), Some(seconds), Some(bytes)) if bytes > 0.0 => {
+            Some(percent / 100.0 * seconds / (bytes / f64::from(1 << 20)))
+        }
+        _ => None,
+    };
+    Some(Flow {
+        bits_per_second,
+        cpu_per_mib,
+    })
+}
+
+/// The number after the first `"key":` in `text`.
+fn json_number_after(text: &str, key: &str) -> Option<f64> {
+    let (_, after) = text.split_once(&format!("\"{key}\""))?;
     let value = after.trim_start().strip_prefix(':')?.trim_start();
     let end = value
         .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-')))
@@ -611,31 +670,6 @@ fn quartile_point(x: f64, samples: &Samples, scale: f64) -> Point {
 
 // --- tcp-rr ---------------------------------------------------------------------
 
-/// The p50 and p99 of one pass of round trips, in seconds.
-#[derive(Debug, Clone, Copy)]
-struct Latency {
-    p50: f64,
-    p99: f64,
-}
-
-impl Latency {
-    fn of(round_trips: Vec<f64>) -> Latency {
-        let s = Samples::new(round_trips);
-        Latency {
-            p50: s.median(),
-            p99: s.p99(),
-        }
-    }
-
-    fn show(&self) -> String {
-        format!(
-            "p50 {}  p99 {}",
-            Unit::Seconds.format(self.p50),
-            Unit::Seconds.format(self.p99)
-        )
-    }
-}
-
 /// `sockstep bench tcp-rr`: 64-byte round trips through our [`Echo`]
 /// server, Nagle off on both ends, against a raw std ping-pong.
 ///
@@ -684,37 +718,15 @@ pub fn round_trip(options: &BenchOptions) -> Result<Report, Error> {
     })?;
     let (ours_passes, raw_passes): (Vec<Latency>, Vec<Latency>) =
         passes.into_iter().flatten().unzip();
-    record_latency(
-        &mut bench,
+    bench.record_latency(
         &case,
         &["raw", "ours"],
         &[raw_passes, ours_passes],
-        Goal::AtMost(1.05),
+        Some(Goal::AtMost(1.05)),
     );
     drop(ours);
     drop(raw);
     Ok(bench.finish())
-}
-
-/// Records the p50 and p99 rows of latency passes; every variant after the
-/// first is compared with the first.
-fn record_latency(
-    bench: &mut Bench,
-    case: &str,
-    names: &[&str],
-    passes: &[Vec<Latency>],
-    goal: Goal,
-) {
-    for (label, pick) in [
-        ("p50", (|l: &Latency| l.p50) as fn(&Latency) -> f64),
-        ("p99", |l| l.p99),
-    ] {
-        for (i, (name, values)) in names.iter().zip(passes).enumerate() {
-            let samples = Samples::new(values.iter().map(pick).collect());
-            let m = Measurement::new(format!("{case}, {label}"), *name, Unit::Seconds, samples);
-            bench.record(if i == 0 { m } else { m.vs(names[0]).goal(goal) });
-        }
-    }
 }
 
 /// One pass: a connection to each server, round trips alternating between
@@ -899,12 +911,12 @@ fn taking_turns(
 
 // --- idle ---------------------------------------------------------------------------
 
-/// The variable that makes `sockstep bench idle` the server half: its value
-/// is the connection threads' stack size in bytes, or `default`.
-const IDLE_SERVER_ENV: &str = "SOCKSTEP_BENCH_IDLE_SERVER";
+/// The variable that makes `sockstep bench idle` or `tcp-throughput` a
+/// server process for its parent instead (see [`ServerKind`]).
+const SERVER_ENV: &str = "SOCKSTEP_BENCH_SERVER";
 
-/// Every line the server half writes for the parent starts with this.
-const IDLE_MARKER: &str = "sockstep-bench-idle:";
+/// Every line a server process writes for its parent starts with this.
+const SERVER_MARKER: &str = "sockstep-bench-server:";
 
 /// Connections held in a full run (the active client is one of them).
 const IDLE_LEVELS: [usize; 3] = [1_000, 5_000, 10_000];
@@ -921,7 +933,7 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 /// **Two processes, and a twin.** A process here may open 20,000 files;
 /// 10,000 connections are 20,000 sockets when both ends live in one process.
 /// So the server runs in a child process — this program again, `sockstep
-/// bench idle` with `SOCKSTEP_BENCH_IDLE_SERVER` set to its stack size —
+/// bench idle` with `SOCKSTEP_BENCH_SERVER=echo STACK` —
 /// which serves [`Echo`] with `max_connections` at its ceiling (10,000) and
 /// answers the parent's `stats` requests (its VmRSS, VmPTE, VmSize and
 /// thread count) on a pipe. This process holds the clients. A fresh server
@@ -953,18 +965,7 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 /// A socket step that fails; a server process failing to start or answer
 /// (named, with what it printed).
 pub fn idle(options: &BenchOptions) -> Result<Report, Error> {
-    if let Some(stack) = env::var_os(IDLE_SERVER_ENV) {
-        // We are the server half: serve until the parent closes our stdin.
-        let stack = stack.to_string_lossy().parse::<usize>().ok();
-        let code = match idle_server(stack) {
-            Ok(()) => 0,
-            Err(e) => {
-                println!("{IDLE_MARKER} error {}", e.to_string().replace('\n', " "));
-                1
-            }
-        };
-        std::process::exit(code);
-    }
+    serve_if_asked();
     let mut bench = Bench::new(
         "idle",
         "idle connections held by the thread-per-connection server: memory, and one client's round trip",
@@ -986,7 +987,6 @@ pub fn idle(options: &BenchOptions) -> Result<Report, Error> {
         grouped(count as u64),
     ));
     let program = options.program()?;
-    let mut chart = Vec::new();
     for stack in [None, Some(SMALL_STACK)] {
         let label = match stack {
             None => "default stack".to_string(),
@@ -994,35 +994,15 @@ pub fn idle(options: &BenchOptions) -> Result<Report, Error> {
         };
         let found = hold_levels(&mut bench, &program, stack, &label, &levels, passes, count)?;
         record_idle(&mut bench, &label, &found);
-        let (colour, dashed) = match stack {
-            None => (0, false),
-            Some(_) => (1, true),
-        };
-        let line = |name: String, pick: fn(&Level) -> &Samples| {
-            let points = found
-                .iter()
-                .map(|l| quartile_point(l.held as f64, pick(l), 1e6))
-                .collect();
-            let series = Series::new(name, points).colour(colour);
-            if dashed { series.dashed() } else { series }
-        };
-        chart.push(line(format!("p50, {label}"), |l| &l.p50));
-        chart.push(line(format!("p99, {label}"), |l| &l.p99).colour(colour + 2));
-    }
-    if let Some(dir) = &options.svg_dir {
-        let chart = Chart {
-            title: "One client's echo round trip while others sit idle".into(),
-            x_label: "connections held by the server (a thread each)".into(),
-            y_label: "round trip, µs (median; bars: middle half of the passes)".into(),
-            x_scale: Scale::Linear,
-            x_ticks: std::iter::once(1)
-                .chain(levels.iter().copied())
-                .map(|x| (x as f64, grouped(x as u64)))
-                .collect(),
-            series: chart,
-        };
-        let path = write_file(dir, "bench-idle.svg", &chart.svg())?;
-        bench.plot_written(path);
+        if let Some(dir) = &options.svg_dir {
+            let file = match stack {
+                None => "bench-idle.svg".to_string(),
+                Some(s) => format!("bench-idle-{}k.svg", s >> 10),
+            };
+            let chart = idle_chart(&label, &levels, &found);
+            let path = write_file(dir, &file, &chart.svg())?;
+            bench.plot_written(path);
+        }
     }
     Ok(bench.finish())
 }
@@ -1058,8 +1038,8 @@ fn hold_levels(
     passes: usize,
     count: usize,
 ) -> Result<Vec<Level>, Error> {
-    let mut helper = IdleServer::start(program, stack)?;
-    let twin = IdleServer::start(program, stack)?;
+    let mut helper = ServerProcess::start(program, ServerKind::Echo(stack))?;
+    let twin = ServerProcess::start(program, ServerKind::Echo(stack))?;
     // New active and twin connections for every pass, so that their server
     // threads are placed afresh (see `round_trip`); 100 round trips first, so
     // that both are accepted and served and their threads have run.
@@ -1154,6 +1134,36 @@ fn alternating(
         }
     }
     Ok((Latency::of(a_times), Latency::of(b_times)))
+}
+
+/// Round trip against connections held, for one stack size: the server
+/// holding them (solid) and its twin holding one, measured at the same
+/// moments (dashed) — so that what the machine was doing meanwhile shows as
+/// both lines moving together, and the crowd's own effect as a gap.
+fn idle_chart(label: &str, levels: &[usize], found: &[Level]) -> Chart {
+    let line = |name: &str, colour: usize, pick: fn(&Level) -> &Samples| {
+        let points = found
+            .iter()
+            .map(|l| quartile_point(l.held as f64, pick(l), 1e6))
+            .collect();
+        Series::new(name, points).colour(colour)
+    };
+    Chart {
+        title: format!("One client's echo round trip while others sit idle ({label})"),
+        x_label: "connections held by the server (a thread each)".into(),
+        y_label: "round trip, µs (median; bars: middle half of the passes)".into(),
+        x_scale: Scale::Linear,
+        x_ticks: std::iter::once(1)
+            .chain(levels.iter().copied())
+            .map(|x| (x as f64, grouped(x as u64)))
+            .collect(),
+        series: vec![
+            line("p50, the server holding them", 0, |l| &l.p50),
+            line("p99, the server holding them", 1, |l| &l.p99),
+            line("p50, its twin holding one", 0, |l| &l.twin_p50).dashed(),
+            line("p99, its twin holding one", 1, |l| &l.twin_p99).dashed(),
+        ],
+    }
 }
 
 /// The idle benchmark's rows for one stack size, a case at a time.
@@ -1254,33 +1264,92 @@ struct HelperStats {
     threads: usize,
     /// Connections its server is serving.
     serving: usize,
+    /// A Sink server: the CPU time its thread spent on the last connection
+    /// that ended, nanoseconds (taken: reported once).
+    sink_cpu: Option<u64>,
 }
 
-/// The server half of the idle benchmark, as seen from the parent: a child
-/// process, its stdin (closing it ends the child) and its stdout's lines.
-struct IdleServer {
+/// What a server process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerKind {
+    /// [`Echo`] to as many as the ceiling allows, with this stack size (or
+    /// std's default): the idle benchmark's server and its twin.
+    Echo(Option<usize>),
+    /// [`Sink`], timing each connection's CPU: our end of the comparison
+    /// with iperf3, whose client and server are processes of their own too.
+    Sink,
+}
+
+impl ServerKind {
+    /// The value of [`SERVER_ENV`]: `echo default`, `echo 65536`, `sink`.
+    fn to_env(self) -> String {
+        match self {
+            ServerKind::Echo(None) => "echo default".into(),
+            ServerKind::Echo(Some(stack)) => format!("echo {stack}"),
+            ServerKind::Sink => "sink".into(),
+        }
+    }
+
+    fn from_env(text: &str) -> Option<ServerKind> {
+        match text.split_whitespace().collect::<Vec<_>>()[..] {
+            ["echo", "default"] => Some(ServerKind::Echo(None)),
+            ["echo", stack] => stack.parse().ok().map(|s| ServerKind::Echo(Some(s))),
+            ["sink"] => Some(ServerKind::Sink),
+            _ => None,
+        }
+    }
+}
+
+/// If this process was started as a server process ([`SERVER_ENV`] set),
+/// serves until the parent closes its stdin and exits; otherwise returns.
+fn serve_if_asked() {
+    let Some(kind) = env::var_os(SERVER_ENV) else {
+        return;
+    };
+    let result = match ServerKind::from_env(&kind.to_string_lossy()) {
+        Some(kind) => server_process(kind),
+        None => Err(Error::new(
+            Step::Serve,
+            ErrorKind::InvalidInput(format!("{SERVER_ENV}={kind:?} is not a server kind")),
+        )),
+    };
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("{SERVER_MARKER} error {}", e.to_string().replace('\n', " "));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// A server process, as seen from the parent: a child process (this program
+/// again, `sockstep bench idle` or `tcp-throughput` with [`SERVER_ENV`] set),
+/// its stdin (closing it ends the child) and its stdout's lines.
+struct ServerProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: std::sync::mpsc::Receiver<String>,
     addr: SocketAddr,
 }
 
-impl IdleServer {
-    fn start(program: &Path, stack: Option<usize>) -> Result<IdleServer, Error> {
+impl ServerProcess {
+    fn start(program: &Path, kind: ServerKind) -> Result<ServerProcess, Error> {
+        let bench = match kind {
+            ServerKind::Echo(_) => "idle",
+            ServerKind::Sink => "tcp-throughput",
+        };
         let mut child = Command::new(program)
-            .args(["bench", "idle"])
-            .env(
-                IDLE_SERVER_ENV,
-                stack.map_or("default".into(), |s| s.to_string()),
-            )
+            .args(["bench", bench])
+            .env(SERVER_ENV, kind.to_env())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| bench_error(&format!("start {} bench idle", program.display()), e))?;
+            .map_err(|e| bench_error(&format!("start {} bench {bench}", program.display()), e))?;
         let stdin = child.stdin.take();
         let lines = forward_lines(child.stdout.take())?;
-        let mut helper = IdleServer {
+        let mut helper = ServerProcess {
             child,
             stdin,
             lines,
@@ -1307,7 +1376,7 @@ impl IdleServer {
                     io::Error::other("it ended or went silent"),
                 )
             })?;
-            let Some((_, said)) = line.split_once(IDLE_MARKER) else {
+            let Some((_, said)) = line.split_once(SERVER_MARKER) else {
                 continue;
             };
             let said = said.trim();
@@ -1368,7 +1437,7 @@ impl IdleServer {
     }
 }
 
-impl Drop for IdleServer {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         // Our own child, by its handle; a no-op if it already exited.
         if matches!(self.child.try_wait(), Ok(None)) {
@@ -1396,7 +1465,7 @@ fn forward_lines(stdout: Option<ChildStdout>) -> Result<std::sync::mpsc::Receive
     Ok(rx)
 }
 
-/// `rss=123 pte=8 vsize=456 threads=4 serving=1` → stats.
+/// `rss=123 pte=8 vsize=456 threads=4 serving=1 [sink_cpu=789]` → stats.
 fn parse_helper_stats(text: &str) -> Option<HelperStats> {
     let field = |name: &str| -> Option<u64> {
         text.split_whitespace()
@@ -1408,28 +1477,36 @@ fn parse_helper_stats(text: &str) -> Option<HelperStats> {
         vsize: field("vsize")?,
         threads: usize::try_from(field("threads")?).ok()?,
         serving: usize::try_from(field("serving")?).ok()?,
+        sink_cpu: field("sink_cpu"),
     })
 }
 
-/// The server half: our server with the given stack size, serving [`Echo`]
-/// to as many as its ceiling allows; answers `stats` lines on stdin, and
-/// shuts down when stdin ends.
-fn idle_server(stack: Option<usize>) -> Result<(), Error> {
-    let config = ServeConfig {
-        max_connections: MAX_CONNECTIONS_CEILING,
-        // Idle is the point: no read timeout a run could reach.
-        timeouts: Timeouts {
-            read: Some(Duration::from_secs(3_600)),
-            write: TIMEOUTS.write,
-        },
-        stack_size: stack,
-        ..ServeConfig::default()
+/// A server process's life: our server of `kind`, on an ephemeral port it
+/// announces; answers each `stats` line on stdin with its memory, threads and
+/// connections (and, serving Sink, the last connection's CPU time); shuts
+/// down when stdin ends.
+fn server_process(kind: ServerKind) -> Result<(), Error> {
+    let sink_cpu = CpuSlot::default();
+    let server = match kind {
+        ServerKind::Echo(stack) => our_server(
+            ServeConfig {
+                max_connections: MAX_CONNECTIONS_CEILING,
+                // Idle is the point: no read timeout a run could reach.
+                timeouts: Timeouts {
+                    read: Some(Duration::from_secs(3_600)),
+                    write: TIMEOUTS.write,
+                },
+                stack_size: stack,
+                ..ServeConfig::default()
+            },
+            Echo,
+        )?,
+        ServerKind::Sink => our_server(bench_config(), measured_sink(sink_cpu.clone()))?,
     };
-    let server = our_server(config, Echo)?;
     let say = |line: String| {
         let mut out = io::stdout().lock();
         // The parent reading us is gone only if it was killed; nothing to do then.
-        let _ = writeln!(out, "{IDLE_MARKER} {line}");
+        let _ = writeln!(out, "{SERVER_MARKER} {line}");
         let _ = out.flush();
     };
     say(format!("listening {}", server.local_addr()));
@@ -1444,8 +1521,13 @@ fn idle_server(stack: Option<usize>) -> Result<(), Error> {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0)
             };
+            let cpu = sink_cpu
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .map_or(String::new(), |d| format!(" sink_cpu={}", d.as_nanos()));
             say(format!(
-                "stats rss={} pte={} vsize={} threads={} serving={}",
+                "stats rss={} pte={} vsize={} threads={} serving={}{cpu}",
                 field("VmRSS:") * 1024,
                 field("VmPTE:") * 1024,
                 field("VmSize:") * 1024,
@@ -1658,17 +1740,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn iperf3_json_gives_the_receivers_rate() {
+    fn iperf3_json_gives_the_receivers_rate_and_both_ends_cpu() {
         let json = "{\"end\": {\"sum_sent\": {\"bits_per_second\":\t2e9},\n\
-                    \"sum_received\":\t{\n\t\"bytes\":\t1782054912,\n\t\"bits_per_second\":\t14249058283.808987,\n}}}";
-        assert_eq!(
-            iperf3_received_bits_per_second(json),
-            Some(14_249_058_283.808987)
-        );
-        assert_eq!(
-            iperf3_received_bits_per_second("{\"error\": \"unable to connect\"}"),
-            None
-        );
+                    \"sum_received\":\t{\n\t\"seconds\":\t1.0,\n\t\"bytes\":\t2097152,\n\
+                    \t\"bits_per_second\":\t14249058283.808987,\n},\n\
+                    \"cpu_utilization_percent\":\t{\"host_total\":\t20.5, \"remote_total\": 49.5}}}";
+        let flow = parse_iperf3(json).unwrap();
+        assert_eq!(flow.bits_per_second, 14_249_058_283.808987);
+        // 70 % of one second of CPU for 2 MiB.
+        assert!((flow.cpu_per_mib.unwrap() - 0.35).abs() < 1e-12);
+        assert!(parse_iperf3("{\"error\": \"unable to connect\"}").is_none());
     }
 
     #[test]
@@ -1680,9 +1761,22 @@ mod tests {
                 pte: 8,
                 vsize: 9,
                 threads: 3,
-                serving: 1
+                serving: 1,
+                sink_cpu: None,
             })
         );
+        assert_eq!(
+            parse_helper_stats("rss=1 pte=2 vsize=3 threads=4 serving=0 sink_cpu=99")
+                .and_then(|s| s.sink_cpu),
+            Some(99)
+        );
+        for kind in [
+            ServerKind::Echo(None),
+            ServerKind::Echo(Some(65_536)),
+            ServerKind::Sink,
+        ] {
+            assert_eq!(ServerKind::from_env(&kind.to_env()), Some(kind));
+        }
         assert_eq!(parse_helper_stats("rss=1 threads=2"), None);
     }
 }

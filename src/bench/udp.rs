@@ -33,7 +33,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::bench::harness::{
-    Bench, BenchOptions, Goal, Measurement, Report, Samples, Unit, Variant, bench_error,
+    Bench, BenchOptions, Goal, Latency, Measurement, Report, Samples, Unit, Variant, bench_error,
 };
 use crate::error::{Error, ErrorKind};
 use crate::readable::grouped;
@@ -139,32 +139,17 @@ pub fn datagrams(options: &BenchOptions) -> Result<Report, Error> {
         }
         found
     })];
-    let show = |l: &Latency| {
-        format!(
-            "p50 {} p99 {}",
-            Unit::Seconds.format(l.p50),
-            Unit::Seconds.format(l.p99)
-        )
-    };
     let passes = bench.interleave(&case, warmup, rr_reps, &mut variants, |(o, r)| {
-        format!("ours {}  raw {}", show(o), show(r))
+        format!("ours {}  raw {}", o.show(), r.show())
     })?;
     let (ours_passes, raw_passes): (Vec<Latency>, Vec<Latency>) =
         passes.into_iter().flatten().unzip();
-    for (label, pick) in [
-        ("p50", (|l: &Latency| l.p50) as fn(&Latency) -> f64),
-        ("p99", |l| l.p99),
-    ] {
-        for (name, values) in [("raw", &raw_passes), ("ours", &ours_passes)] {
-            let samples = Samples::new(values.iter().map(pick).collect());
-            let m = Measurement::new(format!("{case}, {label}"), name, Unit::Seconds, samples);
-            bench.record(if name == "ours" {
-                m.vs("raw").goal(Goal::AtMost(1.05))
-            } else {
-                m
-            });
-        }
-    }
+    bench.record_latency(
+        &case,
+        &["raw", "ours"],
+        &[raw_passes, ours_passes],
+        Some(Goal::AtMost(1.05)),
+    );
     drop(variants);
     for trouble in server_trouble {
         bench.note(format!("our UDP server counted {trouble} in a pass"));
@@ -286,21 +271,6 @@ fn raw_one_way(size: usize, duration: Duration) -> Result<OneWay, Error> {
     )
 }
 
-/// The p50 and p99 of one pass of round trips, in seconds.
-#[derive(Debug, Clone, Copy)]
-struct Latency {
-    p50: f64,
-    p99: f64,
-}
-
-fn latency(times: Vec<f64>) -> Latency {
-    let s = Samples::new(times);
-    Latency {
-        p50: s.median(),
-        p99: s.p99(),
-    }
-}
-
 /// One pass: our connected socket against our UdpServer and a std socket
 /// against the raw echo, round trips alternating between them (ours first on
 /// even turns); each side's latencies.
@@ -357,7 +327,7 @@ fn alternating_ping_pong(
             raw_times.push(r);
         }
     }
-    Ok((latency(ours_times), latency(raw_times)))
+    Ok((Latency::of(ours_times), Latency::of(raw_times)))
 }
 
 /// The raw echo server: `recv_from` → `send_to` on a thread, checking a stop
