@@ -221,12 +221,45 @@ fn a_symlink_out_of_the_directory_is_403_and_one_inside_is_served() {
     let out = get(server.local_addr(), "/files/link-out");
     assert_eq!(out.status, 403);
     assert!(!out.body.windows(SECRET.len()).any(|w| w == SECRET));
-    assert_eq!(
-        get(server.local_addr(), "/files/dir-out/secret.txt").status,
-        403
-    );
+    for target in [
+        "/files/dir-out/secret.txt",
+        "/files/dir-out",
+        "/files/dir-out/",
+    ] {
+        assert_eq!(get(server.local_addr(), target).status, 403, "{target}");
+    }
     let inside = get(server.local_addr(), "/files/link-in");
     assert_eq!((inside.status, inside.body.as_slice()), (200, ALPHA));
+}
+
+#[test]
+fn a_fifo_is_refused_without_opening_it_and_a_file_too_large_is_500() {
+    let tree = Tree::new();
+    let server = start(&tree.root());
+    // Opening a FIFO for reading blocks until a writer comes: a server that
+    // opened before looking would hang this request's thread (and the test,
+    // whose reads would then time out).
+    let made = std::process::Command::new("mkfifo")
+        .arg(tree.root().join("pipe"))
+        .status();
+    match made {
+        Ok(status) if status.success() => {
+            let response = get(server.local_addr(), "/files/pipe");
+            assert_eq!(response.status, 403);
+        }
+        _ => eprintln!("SKIPPED the FIFO half: mkfifo did not run ({made:?})"),
+    }
+    // Sparse: 16 MiB + 1 byte of file system, almost nothing on disk.
+    let big = fs::File::create(tree.root().join("big.bin")).expect("create big.bin");
+    big.set_len(sockstep::http::files::MAX_FILE + 1)
+        .expect("set_len");
+    let response = get(server.local_addr(), "/files/big.bin");
+    assert_eq!(response.status, 500);
+    assert!(
+        String::from_utf8_lossy(&response.body).contains("larger than"),
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
 }
 
 #[test]

@@ -411,3 +411,113 @@ fn max_lifetime_cuts_off_a_client_that_trickles_one_byte_at_a_time() {
     let errors = server.recent_errors();
     assert!(errors.iter().any(|e| e.contains("timed out")), "{errors:?}");
 }
+
+/// Answers with what the accepted socket holds: its read and write timeouts,
+/// TCP_NODELAY, and its own address, as one line.
+fn describe_socket(conn: &mut Connection) -> Result<(), Error> {
+    let stream = conn.stream();
+    let line = format!(
+        "{:?} {:?} {:?} {}\n",
+        stream.read_timeout().ok().flatten(),
+        stream.write_timeout().ok().flatten(),
+        stream.nodelay().ok(),
+        conn.local_addr()
+    );
+    conn.write_all(line.as_bytes())
+}
+
+fn described(addr: SocketAddr) -> String {
+    let mut client = connect(addr, &Trace::off());
+    String::from_utf8(read_to_eof(&mut client).expect("the description")).expect("UTF-8")
+}
+
+#[test]
+fn every_accepted_connection_has_the_configured_timeouts_and_nodelay() {
+    // Set once on the listener and inherited on Linux, set per connection
+    // elsewhere: either way the socket a handler gets must hold them.
+    for (read, write, nodelay) in [
+        (
+            Duration::from_millis(1_500),
+            Duration::from_millis(2_500),
+            true,
+        ),
+        (
+            Duration::from_millis(700),
+            Duration::from_millis(900),
+            false,
+        ),
+    ] {
+        let server = common::serve(
+            4,
+            ServeConfig {
+                timeouts: Timeouts {
+                    read: Some(read),
+                    write: Some(write),
+                },
+                nodelay,
+                ..config(2)
+            },
+            describe_socket,
+            &Trace::off(),
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                described(server.local_addr()),
+                format!(
+                    "{:?} {:?} {:?} {}\n",
+                    Some(read),
+                    Some(write),
+                    Some(nodelay),
+                    server.local_addr()
+                )
+            );
+        }
+        let stats = server.shutdown();
+        assert_eq!((stats.served, stats.errors), (3, 0), "{stats:?}");
+    }
+}
+
+#[test]
+fn a_server_left_idle_past_its_read_timeout_still_accepts_and_counts_no_error() {
+    // On Linux the listener holds the read timeout too, so accept() itself
+    // times out while nobody comes: that must be no error, just another wait.
+    let read = Duration::from_millis(100);
+    let server = common::serve(
+        4,
+        ServeConfig {
+            timeouts: Timeouts {
+                read: Some(read),
+                write: Some(IO_TIMEOUT),
+            },
+            ..config(2)
+        },
+        Echo,
+        &Trace::off(),
+    );
+    thread::sleep(read * 4);
+    let mut client = connect(server.local_addr(), &Trace::off());
+    client.write_all(b"after a quiet while").expect("write");
+    client.shutdown_write().expect("half-close");
+    assert_eq!(
+        read_to_eof(&mut client).expect("echo"),
+        b"after a quiet while"
+    );
+    let errors = server.recent_errors();
+    let stats = server.shutdown();
+    assert_eq!((stats.served, stats.errors), (1, 0), "{stats:?} {errors:?}");
+}
+
+#[test]
+fn on_every_address_a_connection_still_knows_which_one_the_client_reached() {
+    let server = server::socket(SocketAddr::from(([0, 0, 0, 0], 0)), &Trace::off())
+        .bind()
+        .expect("bind 0.0.0.0:0")
+        .listen(4)
+        .serve(config(2), describe_socket)
+        .expect("serve");
+    let reached = SocketAddr::from(([127, 0, 0, 1], server.local_addr().port()));
+    let text = described(reached);
+    assert!(text.ends_with(&format!(" {reached}\n")), "{text}");
+    let stats = server.shutdown();
+    assert_eq!(stats.served, 1, "{stats:?}");
+}

@@ -271,6 +271,36 @@ impl Latency {
     }
 }
 
+/// Round trips on two paths in turns, one by one — `a` first on even turns,
+/// `b` first on odd ones, so that neither always follows the other — after
+/// `warmup` untimed turns; then `count` timed ones. `a` and `b` each make one
+/// round trip and say how long it took, in seconds. Each path's latencies.
+///
+/// # Errors
+/// The first error either path returns.
+pub fn alternate(
+    warmup: usize,
+    count: usize,
+    mut a: impl FnMut() -> Result<f64, Error>,
+    mut b: impl FnMut() -> Result<f64, Error>,
+) -> Result<(Latency, Latency), Error> {
+    let (mut a_times, mut b_times) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for i in 0..warmup + count {
+        let (ta, tb) = if i % 2 == 0 {
+            let ta = a()?;
+            (ta, b()?)
+        } else {
+            let tb = b()?;
+            (a()?, tb)
+        };
+        if i >= warmup {
+            a_times.push(ta);
+            b_times.push(tb);
+        }
+    }
+    Ok((Latency::of(a_times), Latency::of(b_times)))
+}
+
 // --- units ---------------------------------------------------------------------
 
 /// What a measured number counts, and how to print it.

@@ -55,8 +55,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::bench::harness::{
-    Bench, BenchOptions, Goal, Latency, Measurement, Report, Samples, Unit, Variant, bench_error,
-    find_tool, thread_cpu_time, write_file, write_size,
+    Bench, BenchOptions, Goal, Latency, Measurement, Report, Samples, Unit, Variant, alternate,
+    bench_error, find_tool, thread_cpu_time, write_file, write_size,
 };
 use crate::bench::plot::{Chart, Point, Scale, Series};
 use crate::endpoint::Protocol;
@@ -307,14 +307,7 @@ pub fn throughput(options: &BenchOptions) -> Result<Report, Error> {
                 "ours" => m.vs("raw"),
                 _ => m,
             });
-            let cpu: Vec<f64> = flows.iter().filter_map(|f| f.cpu_per_mib).collect();
-            if CPU_SIZES.contains(&size) && !cpu.is_empty() {
-                let m = Measurement::new(
-                    format!("{case}, CPU per MiB (both ends)"),
-                    name,
-                    Unit::Seconds,
-                    Samples::new(cpu),
-                );
+            if let Some(m) = cpu_row(&case, name, &flows).filter(|_| CPU_SIZES.contains(&size)) {
                 cpu_rows.push(if name == "ours" { m.vs("raw") } else { m });
             }
         }
@@ -369,14 +362,7 @@ pub fn throughput(options: &BenchOptions) -> Result<Report, Error> {
                 } else {
                     m
                 });
-                let cpu: Vec<f64> = flows.iter().filter_map(|f| f.cpu_per_mib).collect();
-                if !cpu.is_empty() {
-                    let m = Measurement::new(
-                        format!("{case}, CPU per MiB (both ends)"),
-                        name,
-                        Unit::Seconds,
-                        Samples::new(cpu),
-                    );
+                if let Some(m) = cpu_row(&case, name, &flows) {
                     iperf3_cpu_rows.push(if name == "iperf3" { m.vs("ours") } else { m });
                 }
             }
@@ -453,6 +439,19 @@ fn put_cpu(slot: &CpuSlot, before: Option<Duration>) {
 fn cpu_per_mib(before: Option<Duration>, server: Option<Duration>, bytes: u64) -> Option<f64> {
     let client = thread_cpu_time()?.checked_sub(before?)?;
     Some((client + server?).as_secs_f64() / (bytes as f64 / (1 << 20) as f64))
+}
+
+/// The `CPU per MiB (both ends)` row of a case, if its passes measured CPU.
+fn cpu_row(case: &str, name: &str, flows: &[Flow]) -> Option<Measurement> {
+    let cpu: Vec<f64> = flows.iter().filter_map(|f| f.cpu_per_mib).collect();
+    (!cpu.is_empty()).then(|| {
+        Measurement::new(
+            format!("{case}, CPU per MiB (both ends)"),
+            name,
+            Unit::Seconds,
+            Samples::new(cpu),
+        )
+    })
 }
 
 /// What the sink in this process spent on the last connection.
@@ -743,39 +742,27 @@ fn alternating_ping_pong(
     stream
         .set_nodelay(true)
         .map_err(|e| Error::io(Step::Connect, e))?;
-    let message = [0x42u8; RR_MESSAGE];
-    let mut echoed = [0u8; RR_MESSAGE];
-    let mut ours_rtt = |echoed: &mut [u8]| -> Result<f64, Error> {
-        let started = Instant::now();
-        conn.write_all(&message)?;
-        read_exact(&mut conn, echoed)?;
-        Ok(started.elapsed().as_secs_f64())
-    };
-    let mut raw_rtt = |echoed: &mut [u8]| -> Result<f64, Error> {
+    let raw_rtt = || -> Result<f64, Error> {
+        let (message, mut echoed) = ([0x42u8; RR_MESSAGE], [0u8; RR_MESSAGE]);
         let started = Instant::now();
         stream
             .write_all(&message)
             .map_err(|e| Error::io(Step::Write, e))?;
         stream
-            .read_exact(echoed)
+            .read_exact(&mut echoed)
             .map_err(|e| Error::io(Step::Read, e))?;
         Ok(started.elapsed().as_secs_f64())
     };
-    let (mut ours_times, mut raw_times) = (Vec::with_capacity(count), Vec::with_capacity(count));
-    for i in 0..100 + count {
-        let (o, r) = if i % 2 == 0 {
-            let o = ours_rtt(&mut echoed)?;
-            (o, raw_rtt(&mut echoed)?)
-        } else {
-            let r = raw_rtt(&mut echoed)?;
-            (ours_rtt(&mut echoed)?, r)
-        };
-        if i >= 100 {
-            ours_times.push(o);
-            raw_times.push(r);
-        }
-    }
-    Ok((Latency::of(ours_times), Latency::of(raw_times)))
+    alternate(100, count, || echo_once(&mut conn), raw_rtt)
+}
+
+/// One 64-byte round trip through our connection, in seconds.
+fn echo_once(conn: &mut Connection) -> Result<f64, Error> {
+    let (message, mut echoed) = ([0x42u8; RR_MESSAGE], [0u8; RR_MESSAGE]);
+    let started = Instant::now();
+    conn.write_all(&message)?;
+    read_exact(conn, &mut echoed)?;
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Reads exactly `buf.len()` bytes through our `read` (and its errors).
@@ -1115,25 +1102,7 @@ fn alternating(
     b: &mut Connection,
     count: usize,
 ) -> Result<(Latency, Latency), Error> {
-    let message = [0x42u8; RR_MESSAGE];
-    let mut echoed = [0u8; RR_MESSAGE];
-    let mut rtt = |conn: &mut Connection| -> Result<f64, Error> {
-        let started = Instant::now();
-        conn.write_all(&message)?;
-        read_exact(conn, &mut echoed)?;
-        Ok(started.elapsed().as_secs_f64())
-    };
-    let (mut a_times, mut b_times) = (Vec::with_capacity(count), Vec::with_capacity(count));
-    for i in 0..count {
-        if i % 2 == 0 {
-            a_times.push(rtt(a)?);
-            b_times.push(rtt(b)?);
-        } else {
-            b_times.push(rtt(b)?);
-            a_times.push(rtt(a)?);
-        }
-    }
-    Ok((Latency::of(a_times), Latency::of(b_times)))
+    alternate(0, count, || echo_once(a), || echo_once(b))
 }
 
 /// Round trip against connections held, for one stack size: the server

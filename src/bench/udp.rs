@@ -33,7 +33,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::bench::harness::{
-    Bench, BenchOptions, Goal, Latency, Measurement, Report, Samples, Unit, Variant, bench_error,
+    Bench, BenchOptions, Goal, Latency, Measurement, Report, Samples, Unit, Variant, alternate,
+    bench_error,
 };
 use crate::error::{Error, ErrorKind};
 use crate::readable::grouped;
@@ -301,33 +302,20 @@ fn alternating_ping_pong(
             ))
         }
     };
-    let ours_rtt = |buf: &mut [u8]| -> Result<f64, Error> {
+    let mut raw_buf = buf.clone();
+    let ours_rtt = || -> Result<f64, Error> {
         let started = Instant::now();
         our_client.send(&message)?;
-        check(our_client.recv(buf)?)?;
+        check(our_client.recv(&mut buf)?)?;
         Ok(started.elapsed().as_secs_f64())
     };
-    let raw_rtt = |buf: &mut [u8]| -> Result<f64, Error> {
+    let raw_rtt = || -> Result<f64, Error> {
         let started = Instant::now();
         raw_client.send(&message).map_err(io(Step::SendTo))?;
-        check(raw_client.recv(buf).map_err(io(Step::RecvFrom))?)?;
+        check(raw_client.recv(&mut raw_buf).map_err(io(Step::RecvFrom))?)?;
         Ok(started.elapsed().as_secs_f64())
     };
-    let (mut ours_times, mut raw_times) = (Vec::with_capacity(count), Vec::with_capacity(count));
-    for i in 0..100 + count {
-        let (o, r) = if i % 2 == 0 {
-            let o = ours_rtt(&mut buf)?;
-            (o, raw_rtt(&mut buf)?)
-        } else {
-            let r = raw_rtt(&mut buf)?;
-            (ours_rtt(&mut buf)?, r)
-        };
-        if i >= 100 {
-            ours_times.push(o);
-            raw_times.push(r);
-        }
-    }
-    Ok((Latency::of(ours_times), Latency::of(raw_times)))
+    alternate(100, count, ours_rtt, raw_rtt)
 }
 
 /// The raw echo server: `recv_from` → `send_to` on a thread, checking a stop

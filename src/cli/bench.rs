@@ -20,7 +20,7 @@ Usage: sockstep bench NAME [--json] [--quick] [--svg DIR]
 
 Benchmarks measure our sockets with real traffic on loopback, each beside a
 baseline measured in the same run — the plainest std loop that does the same
-job, and iperf3 when it is installed — and print medians of interleaved passes,
+job, and iperf3, wrk and nginx when they are installed — and print medians of interleaved passes,
 their spread, and the ratio to the baseline. Build with optimisations
 ('make bench', or cargo run --release); a debug build's numbers mean nothing.
 
@@ -34,7 +34,7 @@ Options:
   --json       print the report as JSON on stdout, and nothing else there
                (progress stays on stderr)
   --quick      few, short passes: seconds, for a smoke test, not for quoting
-  --svg DIR    write the plots (tcp-throughput, idle) as SVG files into DIR
+  --svg DIR    write the plots (tcp-throughput, idle, http) as SVG files into DIR
   -h, --help   show this help
 ";
 

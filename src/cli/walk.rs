@@ -240,42 +240,44 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
 /// # Errors
 /// Any step's error, for example if loopback is unavailable.
 pub fn tcp(slow: bool, pictures: &Pictures) -> Result<(), Error> {
-    pictures.check()?;
-    let report = walk::tcp::run(&options(slow), Box::new(io::stdout()))?;
-    pictures.write(|| diagram::walks::tcp(&report))
+    walk_and_draw(slow, pictures, walk::tcp::run, diagram::walks::tcp)
 }
 
-/// Runs `sockstep walk udp`, printing to standard output, then draws the
-/// pictures asked for.
+/// The same for `sockstep walk udp`.
 ///
 /// # Errors
-/// Any step's error, for example if loopback is unavailable.
+/// As for [`tcp`].
 pub fn udp(slow: bool, pictures: &Pictures) -> Result<(), Error> {
-    pictures.check()?;
-    let report = walk::udp::run(&options(slow), Box::new(io::stdout()))?;
-    pictures.write(|| diagram::walks::udp(&report))
+    walk_and_draw(slow, pictures, walk::udp::run, diagram::walks::udp)
 }
 
-/// Runs `sockstep walk http`, printing to standard output, then draws the
-/// pictures asked for.
+/// The same for `sockstep walk http`.
 ///
 /// # Errors
-/// Any step's error, for example if loopback is unavailable.
+/// As for [`tcp`].
 pub fn http(slow: bool, pictures: &Pictures) -> Result<(), Error> {
-    pictures.check()?;
-    let report = walk::http::run(&options(slow), Box::new(io::stdout()))?;
-    pictures.write(|| diagram::walks::http(&report))
+    walk_and_draw(slow, pictures, walk::http::run, diagram::walks::http)
 }
 
-/// Runs `sockstep walk push`, printing to standard output, then draws the
-/// pictures asked for.
+/// The same for `sockstep walk push`.
 ///
 /// # Errors
-/// Any step's error, for example if loopback is unavailable.
+/// As for [`tcp`].
 pub fn push(slow: bool, pictures: &Pictures) -> Result<(), Error> {
+    walk_and_draw(slow, pictures, walk::push::run, diagram::walks::push)
+}
+
+/// A walkthrough's run on standard output, then the pictures of its report
+/// (checked first, so that a bad picture path fails before the walk runs).
+fn walk_and_draw<R>(
+    slow: bool,
+    pictures: &Pictures,
+    run: fn(&WalkOptions, Box<dyn io::Write + Send>) -> Result<R, Error>,
+    draw: fn(&R) -> Sequence,
+) -> Result<(), Error> {
     pictures.check()?;
-    let report = walk::push::run(&options(slow), Box::new(io::stdout()))?;
-    pictures.write(|| diagram::walks::push(&report))
+    let report = run(&options(slow), Box::new(io::stdout()))?;
+    pictures.write(|| draw(&report))
 }
 
 /// Runs `sockstep walk hosts`, printing to standard output. Without root (or

@@ -20,12 +20,26 @@
 //! The rules: decode percent-escapes strictly (a malformed escape, a NUL or a
 //! control byte is 400), then split on `/` and refuse any segment that is `.` or
 //! `..` or contains `\`, and refuse a remainder that starts with `/`. What is left
-//! is joined onto the directory and canonicalised (symlinks resolved), and the
-//! result must still lie inside the canonical directory — that last check is what
-//! catches symlinks, and it would catch anything the first rules missed.
+//! is joined onto the directory and opened, and the file that was *opened* must
+//! lie inside the canonical directory — that last check is what catches
+//! symlinks, and it would catch anything the first rules missed.
+//!
+//! # Checking the file that was opened
+//!
+//! The obvious order — resolve the path (`canonicalize`: realpath(3), a
+//! `readlink` per component), check it, then open it — has a gap: between the
+//! check and the open, someone who can write in the directory can swap a
+//! component for a symlink, and the server opens what the check never saw.
+//! So on Linux the check asks the kernel where the open file descriptor
+//! leads (`readlink /proc/self/fd/N`), one system call that names exactly the
+//! file we are about to read. Elsewhere, or without `/proc`, it falls back to
+//! `canonicalize` of the path. A request for a file costs five system calls:
+//! `statx` (is it a regular file, how large), `openat`, that `readlink`, one
+//! `read` of as many bytes as `statx` said, `close` — nginx makes four
+//! (`openat`, `fstat`, `pread64`, `close`).
 
-use std::fs;
-use std::io;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind};
@@ -75,12 +89,12 @@ impl StaticDir {
     /// The answer to a `GET` (or `HEAD`) for `request`: the file with its
     /// `Content-Type`, or the refusal's status.
     pub fn respond(&self, request: &Request) -> Response {
-        let path = match self.locate(&request.target) {
-            Ok(path) => path,
+        let found = match self.open(&request.target) {
+            Ok(found) => found,
             Err((status, why)) => return Response::text(status, format!("{why}\n")),
         };
-        match read_bounded(&path) {
-            Ok(bytes) => Response::new(200).with_body(content_type(&path), bytes),
+        match found.read() {
+            Ok(bytes) => Response::new(200).with_body(content_type(&found.path), bytes),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 Response::text(403, "the file is not readable\n")
             }
@@ -108,6 +122,39 @@ impl StaticDir {
     /// 400 for a malformed path, 403 for one that would leave the directory or
     /// is not a regular file, 404 for one that does not exist.
     pub fn locate(&self, target: &str) -> Result<PathBuf, Refusal> {
+        self.open(target).map(|found| found.path)
+    }
+
+    /// The file a request target names, opened, with where it really is and
+    /// how large it was; or why it is refused.
+    fn open(&self, target: &str) -> Result<Found, Refusal> {
+        let mut path = self.candidate(target)?;
+        let mut metadata = stat(&path)?;
+        if metadata.is_dir() {
+            // A directory is served by its index; but first, a directory that
+            // is a symlink out of the root is refused as such, not as a 404.
+            self.inside(&real_path_of(&path, None)?)?;
+            path.push("index.html");
+            metadata = stat(&path)?;
+        }
+        if !metadata.is_file() {
+            return Err((403, "only regular files are served"));
+        }
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => (403, "the file is not readable"),
+            _ => (404, "no such file"),
+        })?;
+        let path = self.inside(&real_path_of(&path, Some(&file))?)?;
+        Ok(Found {
+            file,
+            path,
+            len: metadata.len(),
+        })
+    }
+
+    /// The path under the root that `target` names, by the rules of the
+    /// [module docs](self), before the file system is asked anything.
+    fn candidate(&self, target: &str) -> Result<PathBuf, Refusal> {
         // The absolute-form a proxy sends (`http://host/files/a`) names the same
         // file as `/files/a` (RFC 9112 §3.2.2), and the router routes both here.
         let path = request_path(target).ok_or((400, "the request target is not a path"))?;
@@ -125,28 +172,69 @@ impl StaticDir {
             }
             relative.push(segment);
         }
-        let mut full = self.inside(&self.root.join(relative))?;
-        if full.is_dir() {
-            full = self.inside(&full.join("index.html"))?;
-        }
-        if !full.is_file() {
-            return Err((403, "only regular files are served"));
-        }
-        Ok(full)
+        Ok(self.root.join(relative))
     }
 
-    /// `path` with every symlink resolved, if it exists and is still inside the root.
-    fn inside(&self, path: &Path) -> Result<PathBuf, Refusal> {
-        let real = fs::canonicalize(path).map_err(|e| match e.kind() {
-            io::ErrorKind::PermissionDenied => (403, "the path is not accessible"),
-            _ => (404, "no such file"),
-        })?;
+    /// `real`, if it lies inside the root.
+    fn inside(&self, real: &Path) -> Result<PathBuf, Refusal> {
         if real.starts_with(&self.root) {
-            Ok(real)
+            Ok(real.to_path_buf())
         } else {
             Err((403, "the path leads outside the served directory"))
         }
     }
+}
+
+/// A file [`StaticDir::open`] found: open, at its real path, of the size its
+/// metadata said.
+struct Found {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl Found {
+    /// The file's bytes as large as its metadata said, unless that is more
+    /// than [`MAX_FILE`]: one `read` into a buffer of that size. A file that
+    /// grew since is served as it was when looked at (as nginx does); one
+    /// that shrank, as far as it still goes.
+    fn read(&self) -> io::Result<Vec<u8>> {
+        if self.len > MAX_FILE {
+            return Err(io::ErrorKind::FileTooLarge.into());
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
+        (&self.file).take(self.len).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+}
+
+/// What `path` is, following symlinks (statx).
+fn stat(path: &Path) -> Result<Metadata, Refusal> {
+    fs::metadata(path).map_err(refusal)
+}
+
+/// A path the file system would not show us: forbidden or missing.
+fn refusal(e: io::Error) -> Refusal {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => (403, "the path is not accessible"),
+        _ => (404, "no such file"),
+    }
+}
+
+/// Where `path` really is, every symlink resolved: on Linux, where the open
+/// `file` leads (see the [module docs](self)); otherwise, and without `/proc`,
+/// `canonicalize` of the path.
+fn real_path_of(path: &Path, file: Option<&File>) -> Result<PathBuf, Refusal> {
+    #[cfg(target_os = "linux")]
+    if let Some(file) = file {
+        use std::os::fd::AsRawFd;
+        if let Ok(real) = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            return Ok(real);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+    fs::canonicalize(path).map_err(refusal)
 }
 
 /// Percent-decoding (RFC 3986 §2.1) that refuses rather than guesses: `%` must
@@ -176,18 +264,6 @@ fn percent_decode(s: &str) -> Result<String, Refusal> {
         return Err((400, "the path contains a control character"));
     }
     Ok(text)
-}
-
-/// The file's bytes, unless it is larger than [`MAX_FILE`].
-fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(io::ErrorKind::FileTooLarge.into());
-    }
-    Ok(bytes)
 }
 
 /// The media type of the file types a small site has.

@@ -129,6 +129,7 @@ impl ClientSocket {
             self.id,
             stream,
             Side::Client,
+            None,
             self.server,
             self.trace.clone(),
         )?;

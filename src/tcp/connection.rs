@@ -14,6 +14,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{Endpoint, Protocol};
@@ -73,25 +74,31 @@ pub struct Connection {
     peer: SocketAddr,
     read_timeout: Option<Duration>,
     deadline: Option<Instant>,
-    /// The socket's read timeout was shortened to meet a deadline and must be
-    /// put back once no deadline is set.
-    shortened: bool,
+    /// The read timeout the socket holds now (see [`Armed`]); shared with the
+    /// handles of [`try_clone`](Connection::try_clone), which share the socket
+    /// and so its options.
+    armed: Arc<Armed>,
     trace: Trace,
 }
 
 impl Connection {
     /// Wraps a stream std just connected to or accepted from `peer`; `id` is the
-    /// socket's identity in the trace.
+    /// socket's identity in the trace. `local` is the socket's own address if
+    /// the caller knows it; otherwise the kernel is asked (getsockname).
     pub(crate) fn new(
         id: SocketId,
         stream: TcpStream,
         side: Side,
+        local: Option<SocketAddr>,
         peer: SocketAddr,
         trace: Trace,
     ) -> Result<Connection, Error> {
-        let local = stream
-            .local_addr()
-            .map_err(|e| Error::io(Step::Accept, e).at(Endpoint::from_addr(Protocol::Tcp, peer)))?;
+        let local = match local {
+            Some(local) => local,
+            None => stream.local_addr().map_err(|e| {
+                Error::io(Step::Accept, e).at(Endpoint::from_addr(Protocol::Tcp, peer))
+            })?,
+        };
         Ok(Connection {
             id,
             stream: Arc::new(stream),
@@ -100,7 +107,7 @@ impl Connection {
             peer,
             read_timeout: None,
             deadline: None,
-            shortened: false,
+            armed: Arc::new(Armed::new(None)),
             trace,
         })
     }
@@ -131,6 +138,10 @@ impl Connection {
     }
 
     /// The underlying std socket, for options sockstep does not wrap.
+    ///
+    /// A read timeout set here holds until a deadline needs another (see
+    /// [`set_deadline`](Connection::set_deadline)); for one the connection
+    /// keeps, use [`set_timeouts`](Connection::set_timeouts).
     pub fn stream(&self) -> &TcpStream {
         &self.stream
     }
@@ -163,7 +174,7 @@ impl Connection {
             peer: self.peer,
             read_timeout: self.read_timeout,
             deadline: self.deadline,
-            shortened: self.shortened,
+            armed: self.armed.clone(),
             trace: self.trace.clone(),
         })
     }
@@ -186,13 +197,28 @@ impl Connection {
             .and_then(|()| self.stream.set_write_timeout(timeouts.write))
             .map_err(|e| self.io_error(Step::Read, e))?;
         self.read_timeout = timeouts.read;
+        self.armed.set(timeouts.read);
         Ok(())
+    }
+
+    /// Records `timeouts` as the socket's without setting them: for a socket
+    /// that already has them, because it inherited them from its listener
+    /// (see [`serve`](crate::tcp::serve)).
+    pub(crate) fn assume_timeouts(&mut self, timeouts: Timeouts) {
+        self.read_timeout = timeouts.read;
+        self.armed.set(timeouts.read);
     }
 
     /// Ends the connection's reading at `deadline`, however steadily the peer
     /// trickles bytes: a read timeout alone cannot stop a peer that sends one byte
-    /// just before each timeout. Costs one setsockopt per read while set. `None`
-    /// removes the deadline; the next read has the plain read timeout again.
+    /// just before each timeout. `None` removes the deadline; the next read has
+    /// the plain read timeout again.
+    ///
+    /// A read waits at most until the deadline, give or take
+    /// [`DEADLINE_SLACK`]: each read shortens the socket's read timeout to the
+    /// time left (setsockopt SO_RCVTIMEO), but only when the timeout it holds
+    /// is off by more than the slack — so a stream of quick reads under one
+    /// deadline costs a setsockopt every few milliseconds, not one per read.
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
     }
@@ -315,25 +341,28 @@ impl Connection {
         });
     }
 
+    /// Gives the socket the read timeout the next read should have: the plain
+    /// one, or the time left before the deadline if that is shorter — unless
+    /// it already holds one close enough.
     fn apply_deadline(&mut self) -> Result<(), Error> {
-        let Some(deadline) = self.deadline else {
-            if self.shortened {
-                self.stream
-                    .set_read_timeout(self.read_timeout)
-                    .map_err(|e| self.io_error(Step::Read, e))?;
-                self.shortened = false;
+        let wanted = match self.deadline {
+            None => self.read_timeout,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(self.error(Step::Read, ErrorKind::TimedOut));
+                }
+                Some(self.read_timeout.map_or(left, |t| t.min(left)))
             }
-            return Ok(());
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(self.error(Step::Read, ErrorKind::TimedOut));
+        if self.armed.is_close_to(wanted) {
+            return Ok(());
         }
-        let wait = self.read_timeout.map_or(left, |t| t.min(left));
-        self.shortened = true;
         self.stream
-            .set_read_timeout(Some(wait))
-            .map_err(|e| self.io_error(Step::Read, e))
+            .set_read_timeout(wanted)
+            .map_err(|e| self.io_error(Step::Read, e))?;
+        self.armed.set(wanted);
+        Ok(())
     }
 
     fn emit(&self, step: Step, bytes: Option<usize>, detail: Option<&str>) {
@@ -352,6 +381,47 @@ impl Connection {
 
     fn io_error(&self, step: Step, e: io::Error) -> Error {
         Error::io(step, e).at(self.peer_endpoint())
+    }
+}
+
+/// How far a read may end from its deadline: the most a read timeout the
+/// socket already holds may differ from the exact time left before it is
+/// set again — 4 ms, or an eighth of the time left when that is less. The
+/// kernel's own timers have a granularity of 1 to 4 ms (a jiffy), so a
+/// deadline was never kept more exactly than that.
+pub const DEADLINE_SLACK: Duration = Duration::from_millis(4);
+
+/// The read timeout the socket holds, as far as this connection set it, in
+/// nanoseconds (0: none, wait forever). An atomic because the handles of one
+/// socket may read on two threads.
+#[derive(Debug)]
+struct Armed(AtomicU64);
+
+impl Armed {
+    fn new(timeout: Option<Duration>) -> Armed {
+        Armed(AtomicU64::new(Armed::encode(timeout)))
+    }
+
+    fn encode(timeout: Option<Duration>) -> u64 {
+        timeout.map_or(0, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(u64::MAX).max(1)
+        })
+    }
+
+    fn set(&self, timeout: Option<Duration>) {
+        self.0.store(Armed::encode(timeout), Ordering::Relaxed);
+    }
+
+    /// Whether a read started now with the timeout held would end within the
+    /// slack of one started with `wanted`.
+    fn is_close_to(&self, wanted: Option<Duration>) -> bool {
+        let held = self.0.load(Ordering::Relaxed);
+        let wanted = Armed::encode(wanted);
+        if held == 0 || wanted == 0 {
+            return held == wanted;
+        }
+        let slack = Armed::encode(Some(DEADLINE_SLACK)).min(wanted / 8);
+        held.abs_diff(wanted) <= slack
     }
 }
 
@@ -379,5 +449,117 @@ impl Write for Connection {
     /// TCP has no user-space buffer to flush: every write already went to the kernel.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::client;
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// Our connection to a raw std peer on loopback.
+    fn pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let conn = client::socket(listener.local_addr().unwrap(), &Trace::off())
+            .timeouts(Timeouts {
+                read: Some(Duration::from_secs(5)),
+                write: Some(Duration::from_secs(5)),
+            })
+            .connect(Duration::from_secs(5))
+            .unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        (conn, peer)
+    }
+
+    #[test]
+    fn a_held_timeout_is_close_enough_within_the_slack_and_never_across_forever() {
+        let ms = Duration::from_millis;
+        let armed = Armed::new(Some(ms(1_000)));
+        assert!(armed.is_close_to(Some(ms(1_000))));
+        assert!(armed.is_close_to(Some(ms(997))));
+        assert!(!armed.is_close_to(Some(ms(995))));
+        assert!(!armed.is_close_to(Some(ms(1_005))));
+        assert!(!armed.is_close_to(None));
+        // Near the deadline the slack shrinks with the time left.
+        armed.set(Some(ms(16)));
+        assert!(armed.is_close_to(Some(ms(15))));
+        assert!(!armed.is_close_to(Some(ms(12))));
+        armed.set(None);
+        assert!(armed.is_close_to(None));
+        assert!(!armed.is_close_to(Some(ms(1))));
+    }
+
+    #[test]
+    fn a_trickling_peer_is_cut_off_at_the_deadline() {
+        let (mut conn, mut peer) = pair();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let trickle = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                // A byte every 2 ms, for at most 5 s.
+                for _ in 0..2_500 {
+                    if stop.load(Ordering::Relaxed) || peer.write_all(b"x").is_err() {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let started = Instant::now();
+        conn.set_deadline(Some(started + Duration::from_millis(200)));
+        let mut buf = [0; 64];
+        let mut reads = 0;
+        let error = loop {
+            match conn.read(&mut buf) {
+                Ok(_) => reads += 1,
+                Err(e) => break e,
+            }
+            assert!(started.elapsed() < Duration::from_secs(3), "never cut off");
+        };
+        stop.store(true, Ordering::Relaxed);
+        trickle.join().unwrap();
+        assert_eq!(error.kind(), &ErrorKind::TimedOut, "{error}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200),
+            "cut off early: {took:?}"
+        );
+        assert!(
+            reads > 10,
+            "the peer trickled, the reads should have seen it: {reads}"
+        );
+    }
+
+    #[test]
+    fn a_later_deadline_waits_longer_than_the_one_before() {
+        let (mut conn, peer) = pair();
+        let mut buf = [0; 8];
+        conn.set_deadline(Some(Instant::now() + Duration::from_millis(50)));
+        let error = conn.read(&mut buf).unwrap_err();
+        assert_eq!(error.kind(), &ErrorKind::TimedOut, "{error}");
+        // The socket now holds a timeout of about 50 ms; the next deadline is
+        // later, and the read must wait for it, not for the old timeout.
+        conn.set_deadline(Some(Instant::now() + Duration::from_secs(2)));
+        let writer = after_300_ms(peer, b"late");
+        let n = conn.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"late");
+        // No deadline: the plain five-second read timeout again.
+        conn.set_deadline(None);
+        let writer = after_300_ms(writer.join().unwrap(), b"plain");
+        let n = conn.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"plain");
+        drop(writer.join().unwrap());
+    }
+
+    /// Writes `bytes` to `peer` 300 ms from now, on a thread that then hands
+    /// the peer back.
+    fn after_300_ms(mut peer: TcpStream, bytes: &'static [u8]) -> thread::JoinHandle<TcpStream> {
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            peer.write_all(bytes).unwrap();
+            peer
+        })
     }
 }

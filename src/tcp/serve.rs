@@ -15,7 +15,12 @@
 //! - **Beyond that, a client is refused**: it reads one line saying why, then end
 //!   of stream. Refusals are counted; nobody is dropped in silence.
 //! - **Timeouts** on every connection, so a silent or slow client cannot hold a
-//!   thread forever.
+//!   thread forever. On Linux they are set once, on the listening socket: the
+//!   kernel copies a listener's options (SO_RCVTIMEO, SO_SNDTIMEO,
+//!   TCP_NODELAY) into every socket `accept()` returns, which saves three
+//!   setsockopt calls per connection ([`Listening::serve`] says how). One
+//!   side effect: `accept()` itself honours SO_RCVTIMEO, so the accept loop
+//!   wakes once per read timeout when nobody comes, and simply waits again.
 //! - **A panicking handler** is caught and counted; everyone else is still served.
 //! - **Shutdown** ([`Server::shutdown`], or dropping the [`Server`]) stops
 //!   accepting, refuses whoever is still in the kernel's queue, lets connections
@@ -131,6 +136,8 @@ struct Shared {
     handler: Arc<dyn HandlerDyn>,
     trace: Trace,
     stopping: AtomicBool,
+    /// Accepted sockets inherit the timeouts and TCP_NODELAY from the listener.
+    inherited: bool,
     room: Mutex<Room>,
     // Signalled whenever a connection finishes, so shutdown can wait for the last.
     finished: Condvar,
@@ -169,6 +176,10 @@ struct Room {
     // Keys of threads that served their last connection and are returning:
     // the accept loop joins them at its next admission (`reap_exited`).
     exited: Vec<u64>,
+    // Threads waiting on `finished` (shutdown): a connection's end signals the
+    // condvar only if someone waits, since a signal is a futex system call
+    // even when nobody does.
+    watchers: usize,
 }
 
 impl Room {
@@ -207,12 +218,14 @@ impl Listening {
         }
         let local = self.local;
         let grace = config.grace;
+        let inherited = self.pass_on_options(&config);
         let shared = Arc::new(Shared {
             config,
             backlog: self.backlog,
             handler: Arc::new(handler),
             trace: self.trace.clone(),
             stopping: AtomicBool::new(false),
+            inherited,
             room: Mutex::new(Room::default()),
             finished: Condvar::new(),
             counts: Mutex::new(Stats::default()),
@@ -237,6 +250,36 @@ impl Listening {
     }
 }
 
+impl Listening {
+    /// Sets `config`'s timeouts and TCP_NODELAY on the listening socket, for
+    /// every accepted socket to inherit; whether that worked. Linux copies a
+    /// listener's socket options into each socket `accept()` creates (checked
+    /// by `tests/tcp_lifecycle.rs`); elsewhere this is not counted
+    /// on, and each connection sets its own.
+    ///
+    /// Underneath: std has no setter for these on a listener, so a duplicate
+    /// of its descriptor (fcntl F_DUPFD_CLOEXEC) is viewed as a stream for
+    /// the setsockopt calls, then closed; the options belong to the socket,
+    /// not to the descriptor.
+    #[cfg(target_os = "linux")]
+    fn pass_on_options(&self, config: &ServeConfig) -> bool {
+        use std::os::fd::OwnedFd;
+        let Ok(dup) = self.listener.try_clone() else {
+            return false;
+        };
+        let view = TcpStream::from(OwnedFd::from(dup));
+        view.set_read_timeout(config.timeouts.read)
+            .and_then(|()| view.set_write_timeout(config.timeouts.write))
+            .and_then(|()| view.set_nodelay(config.nodelay))
+            .is_ok()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn pass_on_options(&self, _config: &ServeConfig) -> bool {
+        false
+    }
+}
+
 /// Accepts until shutdown, admitting each connection to a thread, the waiting
 /// room, or a refusal.
 fn accept_loop(shared: &Arc<Shared>, listening: Listening) {
@@ -257,6 +300,12 @@ fn accept_loop(shared: &Arc<Shared>, listening: Listening) {
                 // nothing is wrong with the listener.
                 shared.record_error(&e);
             }
+            // The listener's own read timeout (see `pass_on_options`): nobody
+            // came for that long. Nothing is wrong; wait again.
+            Err(e)
+                if shared.inherited
+                    && e.io_error()
+                        .is_some_and(|io| io.kind() == io::ErrorKind::WouldBlock) => {}
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener still works but the
                 // process or the kernel is short of something. Wait a little so a
@@ -272,25 +321,33 @@ fn accept_loop(shared: &Arc<Shared>, listening: Listening) {
 }
 
 /// Gives `conn` a thread if one is free, a place in the waiting room if not, or a refusal.
+///
+/// The decision is taken under the room's lock, so admission is atomic; the
+/// thread is started after the lock is let go. Starting a thread (clone3, and
+/// the new thread's set-up) takes tens of microseconds, and connection threads
+/// that finish need the same lock to take the next waiting client or leave:
+/// under the lock, every admission would make them wait that long.
 fn admit(shared: &Arc<Shared>, conn: Connection) {
     let mut room = shared.room();
     if room.serving < shared.config.max_connections {
         room.serving += 1;
         let id = room.enter(&conn);
-        reap_exited(shared, &mut room);
         let key = room.next_thread;
         room.next_thread += 1;
-        let spawned = spawn_worker(shared, key, id, conn);
-        match spawned {
+        let finished = take_exited(&mut room);
+        drop(room);
+        join(shared, finished);
+        match spawn_worker(shared, key, id, conn) {
             Ok(handle) => {
-                room.threads.insert(key, handle);
-                drop(room);
+                shared.room().threads.insert(key, handle);
                 shared.count(|s| s.threads_started += 1);
             }
             Err(failure) => {
-                room.serving -= 1;
-                room.in_flight.remove(&id);
-                drop(room);
+                {
+                    let mut room = shared.room();
+                    room.serving -= 1;
+                    room.in_flight.remove(&id);
+                }
                 let (conn, e) = *failure;
                 shared.record_error(&e);
                 if let Some(conn) = conn {
@@ -311,32 +368,42 @@ fn admit(shared: &Arc<Shared>, conn: Connection) {
     }
 }
 
-/// Joins the threads that said they were done (in `exited`), so that their
-/// stacks go back to the allocator's cache while the server runs and the
-/// next thread reuses one. Unjoined, a thread's stack stays mapped: every new
-/// thread would then map a fresh one and fault its pages in — measured by
-/// `sockstep bench connect`, about 1.4 page faults and 0.7 mmap + mprotect +
-/// munmap per connection when joins came only in batches. Costs nothing when
-/// no thread has exited; a thread that announced itself but has not quite
-/// returned is left for the next admission.
-fn reap_exited(shared: &Shared, room: &mut Room) {
+/// Takes out the threads that said they were done (in `exited`) and have
+/// returned, to be joined once the lock is let go, so that their stacks go
+/// back to the allocator's cache while the server runs and the next thread
+/// reuses one. Unjoined, a thread's stack stays mapped: every new thread would
+/// then map a fresh one and fault its pages in — measured by `sockstep bench
+/// connect`, about 1.4 page faults and 0.7 mmap + mprotect + munmap per
+/// connection when joins came only in batches. Costs nothing when no thread
+/// has exited; a thread that announced itself but has not quite returned, or
+/// whose handle the accept loop has not stored yet, is left for the next
+/// admission.
+fn take_exited(room: &mut Room) -> Vec<JoinHandle<()>> {
+    let mut finished = Vec::new();
     if room.exited.is_empty() {
-        return;
+        return finished;
     }
-    let mut joined = 0;
+    let mut later = Vec::new();
     for key in std::mem::take(&mut room.exited) {
         match room.threads.remove(&key) {
-            Some(thread) if thread.is_finished() => {
-                let _ = thread.join();
-                joined += 1;
-            }
+            Some(thread) if thread.is_finished() => finished.push(thread),
             Some(thread) => {
                 room.threads.insert(key, thread);
-                room.exited.push(key);
+                later.push(key);
             }
-            None => {}
+            None => later.push(key),
         }
     }
+    room.exited = later;
+    finished
+}
+
+/// Joins threads that have returned, and counts them.
+fn join(shared: &Shared, finished: Vec<JoinHandle<()>>) {
+    if finished.is_empty() {
+        return;
+    }
+    let joined = finished.into_iter().map(JoinHandle::join).count() as u64;
     shared.count(|s| s.threads_joined += joined);
 }
 
@@ -393,22 +460,30 @@ fn serve_until_room_is_empty(shared: &Arc<Shared>, key: u64, id: u64, first: Con
         if next.is_none() {
             room.serving -= 1;
             room.exited.push(key);
+            let watched = room.watchers > 0;
             drop(room);
-            shared.finished.notify_all();
+            if watched {
+                shared.finished.notify_all();
+            }
         }
     }
 }
 
 /// Runs the handler on one connection, already entered in the room as `id`.
 fn serve_one(shared: &Shared, id: u64, mut conn: Connection) {
-    let setup = conn.set_timeouts(shared.config.timeouts).and_then(|()| {
-        conn.set_deadline(shared.config.max_lifetime.map(|d| Instant::now() + d));
-        if shared.config.nodelay {
-            conn.set_nodelay(true)
-        } else {
-            Ok(())
-        }
-    });
+    conn.set_deadline(shared.config.max_lifetime.map(|d| Instant::now() + d));
+    let setup = if shared.inherited {
+        conn.assume_timeouts(shared.config.timeouts);
+        Ok(())
+    } else {
+        conn.set_timeouts(shared.config.timeouts).and_then(|()| {
+            if shared.config.nodelay {
+                conn.set_nodelay(true)
+            } else {
+                Ok(())
+            }
+        })
+    };
     // Shutdown may have begun while this connection waited; it still gets served
     // (it was accepted), but within the grace period like everyone else.
     let outcome = match setup {
@@ -720,11 +795,14 @@ impl Server {
     /// Waits up to `timeout` for every connection, served or waiting, to finish.
     fn wait_until_idle(&self, timeout: Duration) -> bool {
         let busy = |room: &mut Room| room.serving > 0 || !room.waiting.is_empty();
+        let mut room = self.shared.room();
+        room.watchers += 1;
         let (mut room, _) = self
             .shared
             .finished
-            .wait_timeout_while(self.shared.room(), timeout, busy)
+            .wait_timeout_while(room, timeout, busy)
             .unwrap_or_else(PoisonError::into_inner);
+        room.watchers -= 1;
         !busy(&mut room)
     }
 }

@@ -230,7 +230,10 @@ impl Listening {
     /// [`Connection`] is a new socket — the same local IP and port, told apart
     /// from the others by the client's IP and port.
     ///
-    /// Underneath: accept4(fd, &addr, SOCK_CLOEXEC).
+    /// Underneath: accept4(fd, &addr, SOCK_CLOEXEC). The new socket's own
+    /// address is the listener's — unless the listener took every address of
+    /// the host (`0.0.0.0`, `[::]`), and then one more call, getsockname,
+    /// asks which of them the client reached.
     ///
     /// # Errors
     /// The OS error, for example EMFILE when the process is out of file
@@ -240,10 +243,12 @@ impl Listening {
             .listener
             .accept()
             .map_err(|e| Error::io(Step::Accept, e).at(self.local_endpoint()))?;
+        let local = (!self.local.ip().is_unspecified()).then_some(self.local);
         let conn = Connection::new(
             SocketId::next(),
             stream,
             Side::Server,
+            local,
             peer,
             self.trace.clone(),
         )?;
