@@ -230,6 +230,22 @@ fn a_symlink_out_of_the_directory_is_403_and_one_inside_is_served() {
     }
     let inside = get(server.local_addr(), "/files/link-in");
     assert_eq!((inside.status, inside.body.as_slice()), (200, ALPHA));
+    // A directory symlink that stays inside, at any depth of the path.
+    std::os::unix::fs::symlink("sub", tree.root().join("sub-link")).expect("symlink");
+    std::os::unix::fs::symlink("../link-in", tree.root().join("sub/up-link")).expect("symlink");
+    for (target, body) in [
+        ("/files/sub-link/", INDEX),
+        ("/files/sub-link/index.html", INDEX),
+        ("/files/sub/up-link", ALPHA),
+        ("/files/sub-link/up-link", ALPHA),
+    ] {
+        let response = get(server.local_addr(), target);
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (200, body),
+            "{target}"
+        );
+    }
 }
 
 #[test]

@@ -441,8 +441,8 @@ pub fn serve(listening: Listening, hub: Hub, timeouts: Timeouts) -> Result<PushS
         timeouts,
         max_lifetime: None,
         grace: SHUTDOWN_GRACE,
-        stack_size: None,
         nodelay: true,
+        ..ServeConfig::default()
     };
     let server = listening.serve(config, HubHandler::new(hub.clone()))?;
     Ok(PushServer {

@@ -6,9 +6,12 @@
 //! its limits explicit:
 //!
 //! - **At most `max_connections` are served at once**, one thread each. Threads
-//!   are started on demand, not kept in a pool, so idle servers hold none; a
-//!   thread that finishes its connection takes the next waiting one before it
-//!   exits. The ceiling exists because a process that starts too many threads
+//!   are started on demand, not kept in a pool; a thread that finishes its
+//!   connection takes the next waiting one, and when nobody waits it stays
+//!   *warm* for `keep_warm` (1 s by default) in case a client comes, then
+//!   exits — so an idle server holds no threads, and a busy one does not start
+//!   a thread per connection (starting one costs about as much as the whole
+//!   rest of a short connection: see `sockstep bench connect`). The ceiling exists because a process that starts too many threads
 //!   does not get an error — it aborts (about 16,000 here; see `docs/tcp.md`).
 //! - **Up to `backlog` more wait**, accepted, in arrival order: this is the
 //!   waiting room (연결 대기열) that the seed's `listen()` decides the size of.
@@ -71,6 +74,9 @@ pub struct ServeConfig {
     pub stack_size: Option<usize>,
     /// Turn Nagle's algorithm off on every connection (request/response traffic).
     pub nodelay: bool,
+    /// How long a connection thread with nothing left to serve waits for a
+    /// new connection before it exits. `Duration::ZERO`: it exits at once.
+    pub keep_warm: Duration,
 }
 
 impl Default for ServeConfig {
@@ -82,6 +88,7 @@ impl Default for ServeConfig {
             grace: Duration::from_secs(5),
             stack_size: None,
             nodelay: true,
+            keep_warm: Duration::from_secs(1),
         }
     }
 }
@@ -141,6 +148,8 @@ struct Shared {
     room: Mutex<Room>,
     // Signalled whenever a connection finishes, so shutdown can wait for the last.
     finished: Condvar,
+    // Signalled when a connection is handed to a warm thread, and at shutdown.
+    handed: Condvar,
     counts: Mutex<Stats>,
     errors: Mutex<VecDeque<String>>,
     // Where the shutdown's wake-up connection comes from, so it is not counted.
@@ -180,6 +189,13 @@ struct Room {
     // condvar only if someone waits, since a signal is a futex system call
     // even when nobody does.
     watchers: usize,
+    // Warm threads: done with their connections, waiting on `handed` for a new
+    // one until `keep_warm` runs out.
+    warm: usize,
+    // Connections admitted for a warm thread (already counted in `serving`),
+    // not yet taken by one. Every admitted connection is in exactly one of
+    // `waiting`, `handoff` and `in_flight`.
+    handoff: VecDeque<Connection>,
 }
 
 impl Room {
@@ -228,6 +244,7 @@ impl Listening {
             inherited,
             room: Mutex::new(Room::default()),
             finished: Condvar::new(),
+            handed: Condvar::new(),
             counts: Mutex::new(Stats::default()),
             errors: Mutex::new(VecDeque::new()),
             wake_from: Mutex::new(None),
@@ -331,6 +348,13 @@ fn admit(shared: &Arc<Shared>, conn: Connection) {
     let mut room = shared.room();
     if room.serving < shared.config.max_connections {
         room.serving += 1;
+        if room.warm > room.handoff.len() {
+            // A warm thread is waiting: no thread to start.
+            room.handoff.push_back(conn);
+            drop(room);
+            shared.handed.notify_one();
+            return;
+        }
         let id = room.enter(&conn);
         let key = room.next_thread;
         room.next_thread += 1;
@@ -459,13 +483,43 @@ fn serve_until_room_is_empty(shared: &Arc<Shared>, key: u64, id: u64, first: Con
             .map(|conn| (room.enter(&conn), conn));
         if next.is_none() {
             room.serving -= 1;
-            room.exited.push(key);
-            let watched = room.watchers > 0;
-            drop(room);
-            if watched {
+            if room.watchers > 0 {
                 shared.finished.notify_all();
             }
+            next = stay_warm(shared, room, key);
         }
+    }
+}
+
+/// Waits up to `keep_warm` for the accept loop to hand this thread a new
+/// connection (entered in the room, as `admit` would) — or, when the time
+/// runs out or the server stops, says this thread is done (`exited`) and
+/// returns `None`.
+fn stay_warm(
+    shared: &Shared,
+    mut room: MutexGuard<'_, Room>,
+    key: u64,
+) -> Option<(u64, Connection)> {
+    let until = Instant::now() + shared.config.keep_warm;
+    room.warm += 1;
+    loop {
+        // Checked first: a connection handed over just as the time ran out,
+        // or as shutdown began, was admitted and is still served.
+        if let Some(conn) = room.handoff.pop_front() {
+            room.warm -= 1;
+            return Some((room.enter(&conn), conn));
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || shared.stopping.load(Ordering::SeqCst) {
+            room.warm -= 1;
+            room.exited.push(key);
+            return None;
+        }
+        room = shared
+            .handed
+            .wait_timeout(room, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 
@@ -670,6 +724,12 @@ impl Server {
         self.shared.room().serving
     }
 
+    /// How many threads are warm right now: done with their connections and
+    /// waiting, up to `keep_warm`, for the next one.
+    pub fn warm(&self) -> usize {
+        self.shared.room().warm
+    }
+
     /// The last few errors (at most 32), oldest first, as sentences.
     pub fn recent_errors(&self) -> Vec<String> {
         self.shared
@@ -702,12 +762,22 @@ impl Server {
         let shared = self.shared.clone();
         shared.stopping.store(true, Ordering::SeqCst);
         self.stop_acceptor();
+        // Warm threads wake, serve what was handed to them, and exit. Under the
+        // lock, so that none checks `stopping` just before this and then sleeps.
+        {
+            let _room = shared.room();
+            shared.handed.notify_all();
+        }
         if !self.wait_until_idle(self.grace) {
             let (streams, waiting) = {
                 let mut room = shared.room();
                 room.cutting = true;
                 let streams: Vec<_> = room.in_flight.values().cloned().collect();
-                let waiting: Vec<_> = room.waiting.drain(..).collect();
+                // Handed to a warm thread but not taken: counted as served, so
+                // no longer.
+                let handed: Vec<_> = room.handoff.drain(..).collect();
+                room.serving -= handed.len();
+                let waiting: Vec<_> = room.waiting.drain(..).chain(handed).collect();
                 (streams, waiting)
             };
             shared.count(|s| s.cut_off += streams.len() as u64);
