@@ -349,6 +349,27 @@ impl Parsed {
         Usage::new(self.command, message)
     }
 
+    /// `text` (the value of `what`) as an endpoint of `protocol`, which is
+    /// also the scheme assumed when it names none; another scheme is a
+    /// mistake for this verb, and the error says how to write it.
+    pub fn endpoint(
+        &self,
+        what: &str,
+        text: &str,
+        protocol: crate::Protocol,
+    ) -> Result<crate::Endpoint, Usage> {
+        let endpoint = crate::Endpoint::parse_with_default(text, protocol)
+            .map_err(|e| self.error(format!("bad {what}: {}", e.summary())))?;
+        if endpoint.protocol() != protocol {
+            return Err(self.error(format!(
+                "{endpoint} is a {} endpoint; this verb speaks {} (write {protocol}://… or leave the scheme out)",
+                endpoint.protocol(),
+                protocol.scheme().to_uppercase(),
+            )));
+        }
+        Ok(endpoint)
+    }
+
     fn extra_positional(&self, spec: &Spec, word: &str) -> Usage {
         match spec.positionals {
             [] => self.error(format!("unexpected argument '{word}'")),

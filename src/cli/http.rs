@@ -2,7 +2,6 @@
 //! for a terminal, and for real peers (curl, a browser, Python) to talk to.
 
 use std::io::{self, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::Command;
@@ -14,7 +13,6 @@ use crate::http::server::{HttpConfig, HttpStats, Router, echo};
 use crate::http::wire::{Headers, Request, Response};
 use crate::tcp::serve::ServeConfig;
 use crate::tcp::server;
-use crate::trace::{Printer, Trace};
 
 /// `sockstep http --help`.
 pub const USAGE: &str = "\
@@ -234,11 +232,7 @@ const INDEX: &str = "<!doctype html>
 pub fn serve(cmd: &HttpServe) -> Result<(), Error> {
     let router = router(cmd)?;
     let addr = super::resolve_first(&cmd.endpoint)?;
-    let trace = if cmd.trace {
-        Trace::to(Arc::new(Printer::stdout()))
-    } else {
-        Trace::off()
-    };
+    let trace = super::traced(cmd.trace);
     let listening = server::socket(addr, &trace)
         .bind()?
         .listen(super::tcp::DEFAULT_BACKLOG);
@@ -281,11 +275,7 @@ fn http_line(s: &HttpStats) -> String {
 /// # Errors
 /// The step that failed: the URL, resolving, connecting, writing, reading.
 pub fn fetch(cmd: &HttpFetch) -> Result<(), Error> {
-    let trace = if cmd.trace {
-        Trace::to(Arc::new(Printer::to(Box::new(io::stderr()))))
-    } else {
-        Trace::off()
-    };
+    let trace = super::traced_on_stderr(cmd.trace);
     let config = ClientConfig {
         follow_redirects: cmd.follow,
         ..ClientConfig::default()

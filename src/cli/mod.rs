@@ -216,6 +216,28 @@ pub fn parse(words: &[String]) -> Result<Command, Usage> {
     }
 }
 
+/// The trace of a verb's `--trace`: every step printed on stdout (a server's
+/// verbs, whose stdout is their log), or nothing.
+fn traced(on: bool) -> crate::trace::Trace {
+    use crate::trace::{Printer, Trace};
+    if on {
+        Trace::to(std::sync::Arc::new(Printer::stdout()))
+    } else {
+        Trace::off()
+    }
+}
+
+/// The same on stderr: for a client's verbs, whose stdout carries what they
+/// received.
+fn traced_on_stderr(on: bool) -> crate::trace::Trace {
+    use crate::trace::{Printer, Trace};
+    if on {
+        Trace::to(std::sync::Arc::new(Printer::to(Box::new(io::stderr()))))
+    } else {
+        Trace::off()
+    }
+}
+
 /// Resolves an endpoint given on the command line and picks its first address
 /// (the resolver's preference), saying on stderr what a name resolved to — the
 /// explicit, visible resolution step.

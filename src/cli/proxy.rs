@@ -9,7 +9,6 @@
 //! keeps to one choice so that its flags stay few. It prints the address it
 //! listens on, and its counts when it stops.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::Command;
@@ -21,7 +20,6 @@ use crate::testkit::proxy::{
     Direction, DirectionCounts, Fault, MAX_DELAY, MAX_JITTER, MAX_SLICE, MAX_TIMEOUT, NamedFault,
     Proxy, ProxyConfig, ProxyCounts,
 };
-use crate::trace::{Printer, Trace};
 
 /// The longest pause after a slice when `--slice` is given without
 /// `--slice-pause`: small, as the pauses between a real network's segments are.
@@ -315,11 +313,7 @@ fn tcp_endpoint(parsed: &Parsed, what: &str, text: &str) -> Result<Endpoint, Usa
 pub fn run(cmd: &TcpProxy) -> Result<(), Error> {
     let listen = super::resolve_first(&cmd.listen)?;
     let to = super::resolve_first(&cmd.to)?;
-    let trace = if cmd.trace {
-        Trace::to(Arc::new(Printer::stdout()))
-    } else {
-        Trace::off()
-    };
+    let trace = super::traced(cmd.trace);
     let config = ProxyConfig {
         faults: cmd.faults.clone(),
         refuse: cmd.refuse,

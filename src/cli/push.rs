@@ -9,7 +9,6 @@
 //! pushes, as it comes.
 
 use std::io::{self, BufRead};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ use crate::push::websocket;
 use crate::tcp::connection::{DEFAULT_TIMEOUT, Timeouts};
 use crate::tcp::serve::ServeConfig;
 use crate::tcp::{client, server};
-use crate::trace::{Printer, Trace};
+use crate::trace::Trace;
 use crate::ws;
 
 /// `sockstep push --help`.
@@ -256,11 +255,7 @@ fn parse_connect(words: &[String]) -> Result<Command, Usage> {
 /// The step that failed — resolve, bind, or starting the hub or the server.
 pub fn serve(cmd: &PushServe) -> Result<(), Error> {
     let addr = super::resolve_first(&cmd.endpoint)?;
-    let trace = if cmd.trace {
-        Trace::to(Arc::new(Printer::stdout()))
-    } else {
-        Trace::off()
-    };
+    let trace = super::traced(cmd.trace);
     let hub = Hub::new(cmd.hub)?;
     hub.watch(|event| print_line(&event_line(event)));
     let listening = server::socket(addr, &trace).bind()?.listen(BACKLOG);

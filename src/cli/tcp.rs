@@ -24,7 +24,7 @@ use crate::tcp::connection::{Connection, DEFAULT_TIMEOUT, Timeouts};
 use crate::tcp::handlers::{Echo, Sink};
 use crate::tcp::serve::{BACKLOG_CEILING, MAX_CONNECTIONS_CEILING, ServeConfig, Stats};
 use crate::tcp::{client, server};
-use crate::trace::{Printer, Trace};
+use crate::trace::Trace;
 
 /// `sockstep tcp --help`.
 pub const USAGE: &str = "\
@@ -238,15 +238,7 @@ fn parse_connect(words: &[String]) -> Result<Command, Usage> {
 
 /// The ADDR positional as a TCP endpoint; `udp://` is a mistake for a TCP verb.
 pub(super) fn tcp_endpoint(parsed: &Parsed) -> Result<Endpoint, Usage> {
-    let endpoint = Endpoint::parse_with_default(parsed.positional(0), Protocol::Tcp)
-        .map_err(|e| parsed.error(format!("bad ADDR: {}", e.summary())))?;
-    if endpoint.protocol() != Protocol::Tcp {
-        return Err(parsed.error(format!(
-            "{endpoint} is a {} endpoint; this verb speaks TCP (write tcp://… or leave the scheme out)",
-            endpoint.protocol()
-        )));
-    }
-    Ok(endpoint)
+    parsed.endpoint("ADDR", parsed.positional(0), Protocol::Tcp)
 }
 
 /// Runs `sockstep tcp listen` until Enter is pressed or `--for` runs out.
@@ -255,11 +247,7 @@ pub(super) fn tcp_endpoint(parsed: &Parsed) -> Result<Endpoint, Usage> {
 /// The step that failed — resolve, bind, or starting the server — with its endpoint.
 pub fn listen(cmd: &Listen) -> Result<(), Error> {
     let addr = super::resolve_first(&cmd.endpoint)?;
-    let trace = if cmd.trace {
-        Trace::to(Arc::new(Printer::stdout()))
-    } else {
-        Trace::off()
-    };
+    let trace = super::traced(cmd.trace);
     let config = ServeConfig {
         max_connections: cmd.max_connections,
         timeouts: Timeouts {
@@ -404,11 +392,7 @@ fn record(conn: &mut Connection) -> Result<(), Error> {
 /// error when several were tried), or reading from the connection.
 pub fn connect(cmd: &Connect) -> Result<(), Error> {
     // The data owns stdout; the trace goes where diagnostics go.
-    let trace = if cmd.trace {
-        Trace::to(Arc::new(Printer::to(Box::new(io::stderr()))))
-    } else {
-        Trace::off()
-    };
+    let trace = super::traced_on_stderr(cmd.trace);
     let addrs = cmd.endpoint.resolve()?;
     let mut conn = connect_first(&cmd.endpoint, &addrs, cmd.timeout, &trace)?;
     // A second handle on the same socket, for the writing half. A dup(2) shares

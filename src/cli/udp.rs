@@ -12,7 +12,6 @@
 
 use std::io::{self, BufRead, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::Command;
@@ -21,7 +20,7 @@ use crate::cli::tcp::{print_line, wait_for_stop};
 use crate::endpoint::{Endpoint, Protocol};
 use crate::error::{Error, ErrorKind};
 use crate::step::Side;
-use crate::trace::{Printer, Trace};
+use crate::trace::Trace;
 use crate::udp::faults::{FaultConfig, GilbertElliott, MAX_DELAY, MAX_JITTER};
 use crate::udp::handlers::Echo;
 use crate::udp::relay::{Direction, Relay, RelayCounts};
@@ -333,15 +332,7 @@ fn burst(parsed: &Parsed) -> Result<Option<GilbertElliott>, Usage> {
 
 /// `text` (the value of `what`) as a UDP endpoint; `tcp://` is a mistake here.
 fn udp_endpoint(parsed: &Parsed, what: &str, text: &str) -> Result<Endpoint, Usage> {
-    let endpoint = Endpoint::parse_with_default(text, Protocol::Udp)
-        .map_err(|e| parsed.error(format!("bad {what}: {}", e.summary())))?;
-    if endpoint.protocol() != Protocol::Udp {
-        return Err(parsed.error(format!(
-            "{endpoint} is a {} endpoint; this verb speaks UDP (write udp://… or leave the scheme out)",
-            endpoint.protocol()
-        )));
-    }
-    Ok(endpoint)
+    parsed.endpoint(what, text, Protocol::Udp)
 }
 
 // --- udp listen ---------------------------------------------------------------
@@ -352,11 +343,7 @@ fn udp_endpoint(parsed: &Parsed, what: &str, text: &str) -> Result<Endpoint, Usa
 /// The step that failed — resolve, bind, or starting the server — with its endpoint.
 pub fn listen(cmd: &UdpListen) -> Result<(), Error> {
     let addr = super::resolve_first(&cmd.endpoint)?;
-    let trace = if cmd.trace {
-        Trace::to(Arc::new(Printer::stdout()))
-    } else {
-        Trace::off()
-    };
+    let trace = super::traced(cmd.trace);
     let bound = socket::socket(addr, Side::Server, &trace).bind()?;
     let server = match cmd.handler {
         UdpHandlerChoice::Echo => bound.serve(Echo)?,
@@ -409,11 +396,7 @@ fn record(from: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
 /// receive refused by ICMP "port unreachable", or another receive error.
 pub fn send(cmd: &UdpSend) -> Result<(), Error> {
     // The replies own stdout; the trace goes where diagnostics go.
-    let trace = if cmd.trace {
-        Trace::to(Arc::new(Printer::to(Box::new(io::stderr()))))
-    } else {
-        Trace::off()
-    };
+    let trace = super::traced_on_stderr(cmd.trace);
     let peer = super::resolve_first(&cmd.endpoint)?;
     let any: SocketAddr = match peer {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
