@@ -374,7 +374,7 @@ fn connect_compares_ours_with_raw_threads_and_no_threads() {
     let report = quick_run("connect", None);
     assert_eq!(
         variants(&report, "connect, first byte, close"),
-        ["raw", "ours", "raw, no thread"]
+        ["raw", "ours", "ours, warm threads", "raw, no thread"]
     );
 }
 

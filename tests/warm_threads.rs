@@ -1,5 +1,5 @@
 //! Warm threads: a connection thread with nothing left to serve waits up to
-//! `keep_warm` for the next connection instead of exiting at once, so a
+//! `keep_warm` (off by default) for the next connection instead of exiting at once, so a
 //! server busy with short connections does not start a thread for each.
 //!
 //! What must hold whatever the timing: every client is served, no more

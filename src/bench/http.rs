@@ -15,7 +15,8 @@
 //!
 //! Both of ours run on [`tcp::serve`](crate::tcp::serve) (a thread per
 //! connection) with the default [`HttpConfig`](crate::http::HttpConfig) and
-//! [`ServeConfig`], and Trace off.
+//! [`ServeConfig`] but for warm threads (`keep_warm:`
+//! [`KEEP_WARM_SHORT`]), as `sockstep http serve` runs, and Trace off.
 //!
 //! The load is [wrk](https://github.com/wg/wrk) when it is installed: 1 second
 //! per pass at 1, 16 and 64 connections (`-t1` for one connection, `-t2`
@@ -76,7 +77,7 @@ use crate::http::client::{self, ClientConfig, HttpConnection};
 use crate::http::{Headers, Request, Response, Router, Version};
 use crate::readable::grouped;
 use crate::step::Step;
-use crate::tcp::serve::{ServeConfig, Server};
+use crate::tcp::serve::{KEEP_WARM_SHORT, ServeConfig, Server};
 use crate::tcp::server;
 use crate::trace::Trace;
 
@@ -262,7 +263,7 @@ pub fn requests(options: &BenchOptions) -> Result<Report, Error> {
         "{reps} interleaved passes per case (+{warmup} warm-up pass before the first case); \
          the page: {} bytes; servers: ours (Router::files: the file read per request), \
          ours, from memory (a route answering with the page held in memory), both with the \
-         default HttpConfig and ServeConfig; raw (std, thread per connection, fixed response); \
+         default HttpConfig and ServeConfig but keep_warm 1 s (as `sockstep http serve`); raw (std, thread per connection, fixed response); \
          nginx (one process, access_log off)",
         PAGE.len()
     ));
@@ -553,7 +554,13 @@ impl OurHttp {
         let server = server::socket(loopback(), &Trace::off())
             .bind()?
             .listen(128)
-            .serve(ServeConfig::default(), router.clone())?;
+            .serve(
+                ServeConfig {
+                    keep_warm: KEEP_WARM_SHORT,
+                    ..ServeConfig::default()
+                },
+                router.clone(),
+            )?;
         Ok(OurHttp { router, server })
     }
 

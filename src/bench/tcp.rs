@@ -64,7 +64,7 @@ use crate::error::{Error, ErrorKind};
 use crate::readable::grouped;
 use crate::step::{Side, Step};
 use crate::tcp::handlers::{Echo, Handler, Sink};
-use crate::tcp::serve::{MAX_CONNECTIONS_CEILING, ServeConfig, Server};
+use crate::tcp::serve::{KEEP_WARM_SHORT, MAX_CONNECTIONS_CEILING, ServeConfig, Server};
 use crate::tcp::{Connection, Timeouts, client, server};
 use crate::trace::{Event, SocketId, Trace, Tracer};
 
@@ -802,11 +802,13 @@ fn read_exact(conn: &mut Connection, buf: &mut [u8]) -> Result<(), Error> {
 /// One client, sequential. Ours: [`client::socket`] → `connect` against our
 /// server, whose handler writes the byte (a thread per connection, as
 /// always). The baseline: raw std with a `thread::spawn` per connection —
-/// the same design, nothing added. A third row writes the byte on the
-/// accepting thread, without a thread: what the thread per connection itself
-/// costs. Within a pass the three take turns connection by connection (the
+/// the same design, nothing added. A third row is ours with warm threads
+/// ([`KEEP_WARM_SHORT`]): a thread per connection, but reused rather than
+/// started for each. A fourth writes the byte on the accepting thread,
+/// without a thread: what the thread per connection itself costs. Within a
+/// pass the four take turns connection by connection (the
 /// order rotating), each connection timed on its own, until the pass has
-/// lasted 300 ms × 3 (40 ms × 3 quick); a variant's rate is its connections
+/// lasted 300 ms × 4 (40 ms × 4 quick); a variant's rate is its connections
 /// ÷ the time spent in them.
 ///
 /// Why the client waits for the byte: the kernel completes the handshake
@@ -834,9 +836,17 @@ pub fn connect(options: &BenchOptions) -> Result<Report, Error> {
     ));
     let hello = |conn: &mut Connection| conn.write_all(b"!");
     let ours = our_server(bench_config(), hello)?;
+    let warm = our_server(
+        ServeConfig {
+            keep_warm: KEEP_WARM_SHORT,
+            ..bench_config()
+        },
+        hello,
+    )?;
     let raw = RawServer::start(raw_hello, false)?;
     let inline = RawServer::start(raw_hello, true)?;
-    let (ours_addr, raw_addr, inline_addr) = (ours.local_addr(), raw.addr, inline.addr);
+    let (ours_addr, warm_addr, raw_addr, inline_addr) =
+        (ours.local_addr(), warm.local_addr(), raw.addr, inline.addr);
     let raw_connection = |addr: SocketAddr| {
         move || -> Result<(), Error> {
             let mut stream = TcpStream::connect(addr).map_err(|e| Error::io(Step::Connect, e))?;
@@ -845,16 +855,19 @@ pub fn connect(options: &BenchOptions) -> Result<Report, Error> {
                 .map_err(|e| Error::io(Step::Read, e))
         }
     };
-    let our_connection = move || -> Result<(), Error> {
-        let mut conn = our_client(ours_addr)?;
-        read_exact(&mut conn, &mut [0; 1])
+    let our_connection = |addr: SocketAddr| {
+        move || -> Result<(), Error> {
+            let mut conn = our_client(addr)?;
+            read_exact(&mut conn, &mut [0; 1])
+        }
     };
     let case = "connect, first byte, close";
-    let names = ["raw", "ours", "raw, no thread"];
-    let mut variants = [Variant::new("all three, taking turns", move || {
+    let names = ["raw", "ours", "ours, warm threads", "raw, no thread"];
+    let mut variants = [Variant::new("all four, taking turns", move || {
         let mut one = [
             Box::new(raw_connection(raw_addr)) as Box<dyn FnMut() -> Result<(), Error>>,
-            Box::new(our_connection),
+            Box::new(our_connection(ours_addr)),
+            Box::new(our_connection(warm_addr)),
             Box::new(raw_connection(inline_addr)),
         ];
         taking_turns(duration, &mut one)
@@ -875,11 +888,21 @@ pub fn connect(options: &BenchOptions) -> Result<Report, Error> {
     bench.record(
         Measurement::new(case, names[2], unit, column(2))
             .vs("raw")
+            .note("keep_warm: KEEP_WARM_SHORT (1 s): a thread waits for the next connection"),
+    );
+    bench.record(
+        Measurement::new(case, names[3], unit, column(3))
+            .vs("raw")
             .note("no thread per connection: the accepting thread writes the byte itself"),
     );
-    let stats = ours.shutdown();
-    if stats.errors > 0 {
-        bench.note(format!("our server counted {} errors", stats.errors));
+    for (name, server) in [("ours", ours), ("ours, warm threads", warm)] {
+        let stats = server.shutdown();
+        if stats.errors > 0 {
+            bench.note(format!(
+                "{name}: our server counted {} errors",
+                stats.errors
+            ));
+        }
     }
     Ok(bench.finish())
 }

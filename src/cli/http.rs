@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::http::client::{Client, ClientConfig};
 use crate::http::server::{HttpConfig, HttpStats, Router, echo};
 use crate::http::wire::{Headers, Request, Response};
-use crate::tcp::serve::ServeConfig;
+use crate::tcp::serve::{KEEP_WARM_SHORT, ServeConfig};
 use crate::tcp::server;
 
 /// `sockstep http --help`.
@@ -236,7 +236,13 @@ pub fn serve(cmd: &HttpServe) -> Result<(), Error> {
     let listening = server::socket(addr, &trace)
         .bind()?
         .listen(super::tcp::DEFAULT_BACKLOG);
-    let server = listening.serve(ServeConfig::default(), router.clone())?;
+    // An HTTP server's connections are often short (one request each
+    // without keep-alive): warm threads save starting one per connection.
+    let config = ServeConfig {
+        keep_warm: KEEP_WARM_SHORT,
+        ..ServeConfig::default()
+    };
+    let server = listening.serve(config, router.clone())?;
     super::tcp::print_line(&format!(
         "serving http://{}/ ({}; press Enter to stop)",
         server.local_addr(),

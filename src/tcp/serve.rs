@@ -6,12 +6,13 @@
 //! its limits explicit:
 //!
 //! - **At most `max_connections` are served at once**, one thread each. Threads
-//!   are started on demand, not kept in a pool; a thread that finishes its
-//!   connection takes the next waiting one, and when nobody waits it stays
-//!   *warm* for `keep_warm` (1 s by default) in case a client comes, then
-//!   exits — so an idle server holds no threads, and a busy one does not start
-//!   a thread per connection (starting one costs about as much as the whole
-//!   rest of a short connection: see `sockstep bench connect`). The ceiling exists because a process that starts too many threads
+//!   are started on demand, not kept in a pool, so an idle server holds none;
+//!   a thread that finishes its connection takes the next waiting one before
+//!   it exits. Asked to ([`ServeConfig::keep_warm`]), a thread with nobody
+//!   waiting stays *warm* for a while in case a client comes: a server of many
+//!   short connections then does not start a thread for each (starting one
+//!   costs about as much as the whole rest of a short connection: see
+//!   `sockstep bench connect`). The ceiling exists because a process that starts too many threads
 //!   does not get an error — it aborts (about 16,000 here; see `docs/tcp.md`).
 //! - **Up to `backlog` more wait**, accepted, in arrival order: this is the
 //!   waiting room (연결 대기열) that the seed's `listen()` decides the size of.
@@ -75,7 +76,14 @@ pub struct ServeConfig {
     /// Turn Nagle's algorithm off on every connection (request/response traffic).
     pub nodelay: bool,
     /// How long a connection thread with nothing left to serve waits for a
-    /// new connection before it exits. `Duration::ZERO`: it exits at once.
+    /// new connection before it exits; `Duration::ZERO` (the default): it
+    /// exits at once. [`KEEP_WARM_SHORT`] suits a server of many short
+    /// connections (HTTP without keep-alive), and `sockstep http serve` uses
+    /// it. Why it is not the default: on one machine a warm thread tends to be
+    /// woken on the core its client runs on, and a long stream between the
+    /// two then shares one core — measured on loopback, 0.5–0.9× the
+    /// throughput at writes of 128 KiB and more, where a new thread, placed on
+    /// the idlest core, keeps level with raw std (docs/BENCHMARKS.md).
     pub keep_warm: Duration,
 }
 
@@ -88,10 +96,15 @@ impl Default for ServeConfig {
             grace: Duration::from_secs(5),
             stack_size: None,
             nodelay: true,
-            keep_warm: Duration::from_secs(1),
+            keep_warm: Duration::ZERO,
         }
     }
 }
+
+/// A `keep_warm` for servers of many short connections: long enough to
+/// bridge the gaps between a busy client's connections, short enough that
+/// an idle server soon holds no threads.
+pub const KEEP_WARM_SHORT: Duration = Duration::from_secs(1);
 
 /// What a server did, counted. A snapshot; see [`Server::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
