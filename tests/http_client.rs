@@ -1018,6 +1018,17 @@ fn url_parse_keeps_a_query_without_a_path_and_drops_the_fragment() {
 }
 
 #[test]
+fn url_parse_takes_the_scheme_in_any_case() {
+    for spelled in ["HTTP://h:81/p", "Http://h:81/p", "hTtP://h:81/p"] {
+        let url = Url::parse(spelled).expect(spelled);
+        assert_eq!((url.endpoint.port(), url.target.as_str()), (81, "/p"));
+    }
+    // Cut short inside a multi-byte character: refused, not a panic.
+    assert!(Url::parse("http:/\u{e9}").is_err());
+    assert!(Url::parse("é").is_err());
+}
+
+#[test]
 fn url_parse_refuses_https_other_schemes_and_user_info() {
     for refused in [
         "https://example.com/",

@@ -91,9 +91,14 @@ impl Url {
                 ErrorKind::InvalidInput(format!("{url:?} is not a URL we can fetch: {why}")),
             )
         };
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            invalid("only http:// is supported (https needs TLS, which std lacks)")
-        })?;
+        // The scheme is case-insensitive (RFC 3986 §3.1): `HTTP://` is `http://`.
+        let rest = url
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+            .map(|_| &url[7..])
+            .ok_or_else(|| {
+                invalid("only http:// is supported (https needs TLS, which std lacks)")
+            })?;
         let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
