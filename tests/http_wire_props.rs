@@ -10,11 +10,15 @@
 //!    under every limit) or an error with a 4xx/5xx status, never a panic; an
 //!    endless head ends in 431 at the limit.
 //! 3. A table of malformed and hostile requests, each with the status it must get.
+//! 4. The resuming parser (`parse_request_resuming`, which a server calls after
+//!    every read without starting over) answers every prefix of any byte string
+//!    exactly as the plain parser does.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sockstep::http::{
-    Headers, HttpError, Limits, Parsed, Request, Response, Version, parse_request, parse_response,
+    Headers, HttpError, Limits, Parsed, Request, RequestProgress, Response, Version, parse_request,
+    parse_request_resuming, parse_response,
 };
 
 /// Small limits, so that random input reaches them often.
@@ -164,6 +168,57 @@ proptest! {
                 }
                 Err(e) => prop_assert!((400..600).contains(&e.status()), "{e}"),
             }
+        }
+    }
+
+    #[test]
+    fn the_resuming_parser_answers_every_prefix_as_the_plain_one_does(
+        wire in prop_oneof![
+            // Requests we write, chunked in small pieces or not...
+            (vec(any::<u8>(), 0..300), 1usize..40, any::<bool>()).prop_map(|(body, chunk, chunked)| {
+                let mut headers = Headers::new();
+                headers.append("Host", "x");
+                if chunked {
+                    headers.append("Transfer-Encoding", "chunked");
+                }
+                let request = Request {
+                    method: "POST".into(),
+                    target: "/up".into(),
+                    version: Version::Http11,
+                    headers,
+                    body,
+                };
+                request.to_bytes_chunked(chunk).unwrap()
+            }),
+            // ...followed by anything (a pipelined request, garbage)...
+            (vec(any::<u8>(), 0..100), vec(prop_oneof![Just(b'0'), Just(b'\r'), Just(b'\n'), Just(b'a'), Just(b';'), any::<u8>()], 0..200))
+                .prop_map(|(garbage, tail)| [
+                    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(),
+                    &tail,
+                    &garbage,
+                ].concat()),
+            // ...or anything at all.
+            vec(any::<u8>(), 0..400),
+        ],
+        cuts in vec(any::<usize>(), 1..12),
+        small in any::<bool>(),
+    ) {
+        let limits = if small { SMALL } else { Limits::default() };
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+        ends.push(wire.len());
+        ends.sort_unstable();
+        ends.dedup();
+        let mut progress = RequestProgress::default();
+        for end in ends {
+            let resumed = parse_request_resuming(&wire[..end], &limits, &mut progress);
+            let plain = parse_request(&wire[..end], &limits);
+            match (&resumed, &plain) {
+                (Ok(Parsed::Partial), Ok(Parsed::Partial)) => continue,
+                (Err(r), Err(p)) => prop_assert_eq!(r.status(), p.status(), "{} / {}", r, p),
+                (r, p) => prop_assert_eq!(r, p),
+            }
+            // Complete or refused: this request is over.
+            break;
         }
     }
 

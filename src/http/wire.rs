@@ -27,9 +27,12 @@
 //! [`parse_response`]) on the whole buffer after every read. The answer is
 //! [`Parsed::Partial`] (read more and call again), [`Parsed::Complete`] with the
 //! message and how many bytes it took (the rest belongs to the next message on a
-//! kept-alive connection), or an [`HttpError`]. Parsing is stateless: it starts
-//! from the top each time, which is simple and costs little for heads of a few
-//! KiB.
+//! kept-alive connection), or an [`HttpError`]. These parsers are stateless:
+//! they start from the top each time, which is simple and costs little for
+//! heads of a few KiB. A server, which must not let a client make it work in
+//! proportion to the square of what it sends, calls
+//! [`parse_request_resuming`] instead: the same answers, but each call looks
+//! only at what arrived since the last.
 //!
 //! Every line is checked as soon as it is whole, and every [`Limits`] check is
 //! made on what has arrived so far, so `Partial` is never the answer once a limit
@@ -678,19 +681,44 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpError> {
 /// `max_body` either, which bounds the whole body on the wire to about twice it.
 fn decode_chunked(
     buf: &[u8],
-    mut pos: usize,
+    pos: usize,
     limits: &Limits,
 ) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
-    let mut body = Vec::new();
+    let mut chunks = Chunks {
+        pos,
+        ..Chunks::default()
+    };
+    Ok(decode_chunks(buf, &mut chunks, limits)?.map(|end| (chunks.body, end)))
+}
+
+/// A chunked body decoded as far as its last whole chunk: where the next
+/// chunk starts, the data so far, and the bytes of framing so far. Kept
+/// between calls by [`RequestProgress`], so that each call decodes only
+/// what arrived since.
+#[derive(Debug, Clone, Default)]
+struct Chunks {
+    pos: usize,
+    body: Vec<u8>,
     // Bytes of chunk-size lines and CRLFs so far. Tiny chunks with long extensions
     // would otherwise let a peer send gigabytes on the wire for a small body.
-    let mut overhead = 0usize;
+    overhead: usize,
+}
+
+/// Decodes chunks from `chunks.pos` on, keeping each whole chunk in `chunks`;
+/// the body's end once the last chunk and the trailers are there. `Ok(None)`:
+/// need more bytes.
+fn decode_chunks(
+    buf: &[u8],
+    chunks: &mut Chunks,
+    limits: &Limits,
+) -> Result<Option<usize>, HttpError> {
     loop {
-        let size = match next_line(buf, pos, MAX_CHUNK_LINE + 2)? {
+        let mut pos = chunks.pos;
+        let (size, overhead) = match next_line(buf, pos, MAX_CHUNK_LINE + 2)? {
             Line::Partial => return Ok(None),
             Line::TooLong => return Err(bad("chunk size line too long")),
             Line::Complete(line, next) => {
-                overhead += next - pos + 2;
+                let overhead = chunks.overhead + (next - pos + 2);
                 if overhead > limits.max_body {
                     return Err(HttpError::new(
                         413,
@@ -698,15 +726,16 @@ fn decode_chunked(
                     ));
                 }
                 pos = next;
-                parse_chunk_size(line)?
+                (parse_chunk_size(line)?, overhead)
             }
         };
         if size == 0 {
             let budget_end = pos.saturating_add(limits.max_header_bytes);
-            return Ok(parse_fields(buf, pos, budget_end, limits.max_headers)?
-                .map(|(_trailers, end)| (body, end)));
+            return Ok(
+                parse_fields(buf, pos, budget_end, limits.max_headers)?.map(|(_trailers, end)| end)
+            );
         }
-        let room = limits.max_body - body.len();
+        let room = limits.max_body - chunks.body.len();
         let size = match usize::try_from(size) {
             Ok(size) if size <= room => size,
             _ => return Err(too_large()),
@@ -714,16 +743,16 @@ fn decode_chunked(
         let Some(data) = buf.get(pos..pos + size) else {
             return Ok(None);
         };
-        body.extend_from_slice(data);
-        pos += size;
-        let after = &buf[pos..buf.len().min(pos + 2)];
+        let after = &buf[pos + size..buf.len().min(pos + size + 2)];
         if !b"\r\n".starts_with(after) {
             return Err(bad("chunk data not followed by CRLF"));
         }
         if after.len() < 2 {
             return Ok(None);
         }
-        pos += 2;
+        chunks.body.extend_from_slice(data);
+        chunks.pos = pos + size + 2;
+        chunks.overhead = overhead;
     }
 }
 
@@ -800,6 +829,81 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request>, Htt
             message: Request { body, ..head },
             consumed,
         },
+    })
+}
+
+/// What [`parse_request_resuming`] learnt of a request still arriving: its
+/// head, once whole, and a chunked body decoded as far as its last whole
+/// chunk. Start each request with `RequestProgress::default()`; between calls
+/// the buffer may only grow.
+#[derive(Debug, Clone, Default)]
+pub struct RequestProgress {
+    head: Option<(Request, usize, Framing)>,
+    chunks: Chunks,
+}
+
+/// [`parse_request`] for a buffer that grows between calls: the same answers,
+/// but each call looks only at what arrived since the last one (the head is
+/// parsed once; a chunked body resumes at its last whole chunk). Parsing the
+/// whole buffer again after every read costs time in proportion to the
+/// buffer, so a body trickled in many small reads would cost time in
+/// proportion to its square — a peer sending a 1 MiB chunked body a few
+/// bytes at a time could keep a core busy for the whole body deadline.
+///
+/// ```
+/// use sockstep::http::{parse_request_resuming, Limits, Parsed, RequestProgress};
+///
+/// let wire = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+/// let mut progress = RequestProgress::default();
+/// for end in 1..wire.len() {
+///     assert_eq!(parse_request_resuming(&wire[..end], &Limits::default(), &mut progress)?, Parsed::Partial);
+/// }
+/// let Parsed::Complete { message, consumed } =
+///     parse_request_resuming(wire, &Limits::default(), &mut progress)?
+/// else {
+///     panic!("the whole request is there");
+/// };
+/// assert_eq!((message.body.as_slice(), consumed), (&b"hi"[..], wire.len()));
+/// # Ok::<(), sockstep::http::HttpError>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`parse_request`].
+pub fn parse_request_resuming(
+    buf: &[u8],
+    limits: &Limits,
+    progress: &mut RequestProgress,
+) -> Result<Parsed<Request>, HttpError> {
+    let (pos, framing) = match &progress.head {
+        Some((_, pos, framing)) => (*pos, *framing),
+        None => {
+            let Some((head, pos)) = parse_request_head(buf, limits)? else {
+                return Ok(Parsed::Partial);
+            };
+            let framing = framing(&head.headers, head.version, true)?;
+            progress.chunks = Chunks {
+                pos,
+                ..Chunks::default()
+            };
+            progress.head = Some((head, pos, framing));
+            (pos, framing)
+        }
+    };
+    let body = match framing {
+        Framing::Chunked => decode_chunks(buf, &mut progress.chunks, limits)?
+            .map(|end| (std::mem::take(&mut progress.chunks.body), end)),
+        other => read_body(buf, pos, other, limits, false)?,
+    };
+    Ok(match (body, progress.head.take()) {
+        (Some((body, consumed)), Some((head, ..))) => Parsed::Complete {
+            message: Request { body, ..head },
+            consumed,
+        },
+        (_, head) => {
+            progress.head = head;
+            Parsed::Partial
+        }
     })
 }
 
