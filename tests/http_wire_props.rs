@@ -10,15 +10,17 @@
 //!    under every limit) or an error with a 4xx/5xx status, never a panic; an
 //!    endless head ends in 431 at the limit.
 //! 3. A table of malformed and hostile requests, each with the status it must get.
-//! 4. The resuming parser (`parse_request_resuming`, which a server calls after
-//!    every read without starting over) answers every prefix of any byte string
-//!    exactly as the plain parser does.
+//! 4. The resuming parsers (`parse_request_resuming` and
+//!    `parse_response_resuming`, which a server and a client call after every
+//!    read without starting over) answer every prefix of any byte string, and
+//!    the end of the stream, exactly as the plain parsers do.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sockstep::http::{
-    Headers, HttpError, Limits, Parsed, Request, RequestProgress, Response, Version, parse_request,
-    parse_request_resuming, parse_response,
+    Headers, HttpError, Limits, Parsed, Request, RequestProgress, Response, ResponseProgress,
+    Version, parse_request, parse_request_resuming, parse_response, parse_response_at_eof,
+    parse_response_resuming,
 };
 
 /// Small limits, so that random input reaches them often.
@@ -219,6 +221,72 @@ proptest! {
             }
             // Complete or refused: this request is over.
             break;
+        }
+    }
+
+    #[test]
+    fn the_resuming_response_parser_answers_every_prefix_and_the_end_as_the_plain_one(
+        wire in prop_oneof![
+            (vec(any::<u8>(), 0..300), 1usize..40, 0u8..3).prop_map(|(body, chunk, framing)| {
+                let mut headers = Headers::new();
+                match framing {
+                    0 => headers.append("Transfer-Encoding", "chunked"),
+                    1 => headers.append("Content-Length", body.len().to_string()),
+                    _ => headers.append("Connection", "close"),
+                }
+                let response = Response {
+                    version: Version::Http11,
+                    status: 200,
+                    reason: "OK".into(),
+                    headers,
+                    body,
+                };
+                // A body to the close has no framing to write: cut the Content-Length.
+                let wire = response.to_bytes_chunked(chunk).unwrap();
+                if framing == 2 {
+                    String::from_utf8_lossy(&wire)
+                        .replacen(&format!("Content-Length: {}\r\n", response.body.len()), "", 1)
+                        .into_bytes()
+                } else {
+                    wire
+                }
+            }),
+            (vec(any::<u8>(), 0..200)).prop_map(|tail| [
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(),
+                &tail,
+            ].concat()),
+            vec(any::<u8>(), 0..400),
+        ],
+        cuts in vec(any::<usize>(), 1..12),
+        method in prop::sample::select(vec!["GET", "HEAD"]),
+        small in any::<bool>(),
+    ) {
+        let limits = if small { SMALL } else { Limits::default() };
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+        ends.push(wire.len());
+        ends.sort_unstable();
+        ends.dedup();
+        let mut progress = ResponseProgress::default();
+        let mut over = false;
+        for end in ends {
+            let resumed = parse_response_resuming(&wire[..end], method, &limits, false, &mut progress);
+            let plain = parse_response(&wire[..end], method, &limits);
+            match (&resumed, &plain) {
+                (Ok(Parsed::Partial), Ok(Parsed::Partial)) => continue,
+                (Err(r), Err(p)) => prop_assert_eq!(r.status(), p.status(), "{} / {}", r, p),
+                (r, p) => prop_assert_eq!(r, p),
+            }
+            over = true;
+            break;
+        }
+        if !over {
+            // Still waiting at the last byte: the peer closes.
+            let resumed = parse_response_resuming(&wire, method, &limits, true, &mut progress);
+            let plain = parse_response_at_eof(&wire, method, &limits);
+            match (&resumed, &plain) {
+                (Err(r), Err(p)) => prop_assert_eq!(r.status(), p.status(), "{} / {}", r, p),
+                (r, p) => prop_assert_eq!(r, p),
+            }
         }
     }
 

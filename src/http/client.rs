@@ -45,7 +45,7 @@ use std::time::Duration;
 use crate::endpoint::{Endpoint, Protocol};
 use crate::error::{Error, ErrorKind};
 use crate::http::wire::{
-    Headers, Limits, Parsed, Request, Response, Version, parse_response, parse_response_at_eof,
+    Headers, Limits, Parsed, Request, Response, ResponseProgress, Version, parse_response_resuming,
 };
 use crate::step::Step;
 use crate::tcp::client;
@@ -308,17 +308,17 @@ impl HttpConnection {
 
     fn read_response(&mut self, method: &str) -> Result<Response, Error> {
         let mut eof = false;
+        // Each read's bytes are looked at once, however the server trickles them.
+        let mut progress = ResponseProgress::default();
         loop {
-            let parsed = if eof {
-                parse_response_at_eof(&self.buf, method, &self.limits)
-            } else {
-                parse_response(&self.buf, method, &self.limits)
-            }
-            .map_err(|e| Error::from(e).at(self.conn.peer_endpoint()))?;
+            let parsed =
+                parse_response_resuming(&self.buf, method, &self.limits, eof, &mut progress)
+                    .map_err(|e| Error::from(e).at(self.conn.peer_endpoint()))?;
             match parsed {
                 Parsed::Complete { message, consumed } => {
                     self.buf.drain(..consumed);
                     if (100..200).contains(&message.status) && message.status != 101 {
+                        progress = ResponseProgress::default();
                         continue;
                     }
                     // After `101` the connection speaks another protocol: no more HTTP on it.
@@ -333,9 +333,8 @@ impl HttpConnection {
                 }
                 Parsed::Partial => {}
             }
-            // The parser starts from the top after every read (it keeps no
-            // state), so reads grow with the buffer: a large body arrives in
-            // fewer, larger reads instead of one parse per 8 KiB.
+            // Reads grow with the buffer: a large body that arrives quickly
+            // takes a few large reads instead of one per 8 KiB.
             let have = self.buf.len();
             self.buf.resize(have + have.clamp(READ_CHUNK, MAX_READ), 0);
             let n = match self.conn.read(&mut self.buf[have..]) {

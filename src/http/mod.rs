@@ -38,7 +38,7 @@ pub mod wire;
 pub use server::{Action, HttpConfig, Route, Router};
 
 pub use wire::{
-    Headers, HttpError, Limits, Parsed, Request, RequestProgress, Response, Version, parse_request,
-    parse_request_head, parse_request_resuming, parse_response, parse_response_at_eof, status_text,
-    write_chunked,
+    Headers, HttpError, Limits, Parsed, Request, RequestProgress, Response, ResponseProgress,
+    Version, parse_request, parse_request_head, parse_request_resuming, parse_response,
+    parse_response_at_eof, parse_response_resuming, status_text, write_chunked,
 };

@@ -32,7 +32,8 @@
 //! heads of a few KiB. A server, which must not let a client make it work in
 //! proportion to the square of what it sends, calls
 //! [`parse_request_resuming`] instead: the same answers, but each call looks
-//! only at what arrived since the last.
+//! only at what arrived since the last; a client calls
+//! [`parse_response_resuming`], for the same reason the other way round.
 //!
 //! Every line is checked as soon as it is whole, and every [`Limits`] check is
 //! made on what has arrived so far, so `Partial` is never the answer once a limit
@@ -1034,40 +1035,107 @@ fn response(
     limits: &Limits,
     eof: bool,
 ) -> Result<Parsed<Response>, HttpError> {
+    parse_response_resuming(
+        buf,
+        request_method,
+        limits,
+        eof,
+        &mut ResponseProgress::default(),
+    )
+}
+
+/// What [`parse_response_resuming`] learnt of a response still arriving, as
+/// [`RequestProgress`] is for requests. Start each response with
+/// `ResponseProgress::default()`; between calls the buffer may only grow.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseProgress {
+    head: Option<(Response, usize, Framing)>,
+    chunks: Chunks,
+}
+
+/// [`parse_response`] (or, with `eof`, [`parse_response_at_eof`]) for a buffer
+/// that grows between calls, looking only at what arrived since the last
+/// call — so a server that trickles a large chunked body cannot make the
+/// client work in proportion to its square. See [`parse_request_resuming`].
+///
+/// # Errors
+///
+/// As [`parse_response`] and [`parse_response_at_eof`].
+pub fn parse_response_resuming(
+    buf: &[u8],
+    request_method: &str,
+    limits: &Limits,
+    eof: bool,
+    progress: &mut ResponseProgress,
+) -> Result<Parsed<Response>, HttpError> {
+    let (pos, framing) = match &progress.head {
+        Some((_, pos, framing)) => (*pos, *framing),
+        None => {
+            let Some((head, pos, framing)) = response_head(buf, request_method, limits, eof)?
+            else {
+                return Ok(Parsed::Partial);
+            };
+            progress.chunks = Chunks {
+                pos,
+                ..Chunks::default()
+            };
+            progress.head = Some((head, pos, framing));
+            (pos, framing)
+        }
+    };
+    let body = match framing {
+        Framing::Chunked => match decode_chunks(buf, &mut progress.chunks, limits)? {
+            Some(end) => Some((std::mem::take(&mut progress.chunks.body), end)),
+            None if eof => return Err(bad("connection closed before the body was complete")),
+            None => None,
+        },
+        other => read_body(buf, pos, other, limits, eof)?,
+    };
+    Ok(match (body, progress.head.take()) {
+        (Some((body, consumed)), Some((head, ..))) => Parsed::Complete {
+            message: Response { body, ..head },
+            consumed,
+        },
+        (_, head) => {
+            progress.head = head;
+            Parsed::Partial
+        }
+    })
+}
+
+/// The head of the response at the start of `buf` (with an empty body), its
+/// length and the body's framing; `None` while the head is not whole.
+fn response_head(
+    buf: &[u8],
+    request_method: &str,
+    limits: &Limits,
+    eof: bool,
+) -> Result<Option<(Response, usize, Framing)>, HttpError> {
     let closed_early = || bad("connection closed before the response head was complete");
     let (line, pos) = match next_line(buf, 0, limits.max_request_line.saturating_add(2))? {
         Line::Partial if eof => return Err(closed_early()),
-        Line::Partial => return Ok(Parsed::Partial),
+        Line::Partial => return Ok(None),
         Line::TooLong => return Err(HttpError::new(414, "status line too long")),
         Line::Complete(line, next) => (line, next),
     };
     let (version, status, reason) = parse_status_line(line)?;
     let Some((headers, pos)) = parse_fields(buf, pos, limits.max_header_bytes, limits.max_headers)?
     else {
-        return if eof {
-            Err(closed_early())
-        } else {
-            Ok(Parsed::Partial)
-        };
+        return if eof { Err(closed_early()) } else { Ok(None) };
     };
     let framing = if response_has_no_body(status, request_method) {
         Framing::NoBody
     } else {
         framing(&headers, version, false)?
     };
-    Ok(match read_body(buf, pos, framing, limits, eof)? {
-        None => Parsed::Partial,
-        Some((body, consumed)) => Parsed::Complete {
-            message: Response {
-                version,
-                status,
-                reason,
-                headers,
-                body,
-            },
-            consumed,
-        },
-    })
+    let head = Response {
+        version,
+        status,
+        reason,
+        headers,
+        body: Vec::new(),
+    };
+    Ok(Some((head, pos, framing)))
 }
 
 /// RFC 9112 §6.3 items 1 and 2: responses that end with their head.
