@@ -206,22 +206,11 @@ proptest! {
         small in any::<bool>(),
     ) {
         let limits = if small { SMALL } else { Limits::default() };
-        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
-        ends.push(wire.len());
-        ends.sort_unstable();
-        ends.dedup();
         let mut progress = RequestProgress::default();
-        for end in ends {
-            let resumed = parse_request_resuming(&wire[..end], &limits, &mut progress);
-            let plain = parse_request(&wire[..end], &limits);
-            match (&resumed, &plain) {
-                (Ok(Parsed::Partial), Ok(Parsed::Partial)) => continue,
-                (Err(r), Err(p)) => prop_assert_eq!(r.status(), p.status(), "{} / {}", r, p),
-                (r, p) => prop_assert_eq!(r, p),
-            }
-            // Complete or refused: this request is over.
-            break;
-        }
+        agree_on_prefixes(&wire, &cuts, |end| (
+            parse_request_resuming(&wire[..end], &limits, &mut progress),
+            parse_request(&wire[..end], &limits),
+        ))?;
     }
 
     #[test]
@@ -262,31 +251,17 @@ proptest! {
         small in any::<bool>(),
     ) {
         let limits = if small { SMALL } else { Limits::default() };
-        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
-        ends.push(wire.len());
-        ends.sort_unstable();
-        ends.dedup();
         let mut progress = ResponseProgress::default();
-        let mut over = false;
-        for end in ends {
-            let resumed = parse_response_resuming(&wire[..end], method, &limits, false, &mut progress);
-            let plain = parse_response(&wire[..end], method, &limits);
-            match (&resumed, &plain) {
-                (Ok(Parsed::Partial), Ok(Parsed::Partial)) => continue,
-                (Err(r), Err(p)) => prop_assert_eq!(r.status(), p.status(), "{} / {}", r, p),
-                (r, p) => prop_assert_eq!(r, p),
-            }
-            over = true;
-            break;
-        }
+        let over = agree_on_prefixes(&wire, &cuts, |end| (
+            parse_response_resuming(&wire[..end], method, &limits, false, &mut progress),
+            parse_response(&wire[..end], method, &limits),
+        ))?;
         if !over {
             // Still waiting at the last byte: the peer closes.
-            let resumed = parse_response_resuming(&wire, method, &limits, true, &mut progress);
-            let plain = parse_response_at_eof(&wire, method, &limits);
-            match (&resumed, &plain) {
-                (Err(r), Err(p)) => prop_assert_eq!(r.status(), p.status(), "{} / {}", r, p),
-                (r, p) => prop_assert_eq!(r, p),
-            }
+            agree(
+                &parse_response_resuming(&wire, method, &limits, true, &mut progress),
+                &parse_response_at_eof(&wire, method, &limits),
+            )?;
         }
     }
 
@@ -316,6 +291,42 @@ proptest! {
             }
         }
     }
+}
+
+/// Two parsers' answers agree: the same message and length, both `Partial`, or
+/// errors with the same status.
+fn agree<T: PartialEq + std::fmt::Debug>(
+    a: &Result<Parsed<T>, HttpError>,
+    b: &Result<Parsed<T>, HttpError>,
+) -> Result<(), TestCaseError> {
+    match (a, b) {
+        (Err(x), Err(y)) => prop_assert_eq!(x.status(), y.status(), "{} / {}", x, y),
+        (x, y) => prop_assert_eq!(x, y),
+    }
+    Ok(())
+}
+
+/// Asks `both(end)` — a resuming parser's answer and the plain one's — for
+/// the prefixes of `wire` ending at `cuts` and at its end, in order, until
+/// they stop being `Partial`; they must agree each time. Whether the message
+/// ended (complete or refused) before the bytes did.
+fn agree_on_prefixes<T: PartialEq + std::fmt::Debug>(
+    wire: &[u8],
+    cuts: &[usize],
+    mut both: impl FnMut(usize) -> (Result<Parsed<T>, HttpError>, Result<Parsed<T>, HttpError>),
+) -> Result<bool, TestCaseError> {
+    let mut ends: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    ends.push(wire.len());
+    ends.sort_unstable();
+    ends.dedup();
+    for end in ends {
+        let (resumed, plain) = both(end);
+        agree(&resumed, &plain)?;
+        if !matches!(resumed, Ok(Parsed::Partial)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Each hostile request and the status a server must answer it with.

@@ -833,14 +833,76 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request>, Htt
     })
 }
 
-/// What [`parse_request_resuming`] learnt of a request still arriving: its
-/// head, once whole, and a chunked body decoded as far as its last whole
-/// chunk. Start each request with `RequestProgress::default()`; between calls
-/// the buffer may only grow.
-#[derive(Debug, Clone, Default)]
-pub struct RequestProgress {
-    head: Option<(Request, usize, Framing)>,
+/// What a resuming parser learnt of a message still arriving: its head, once
+/// whole, and a chunked body decoded as far as its last whole chunk. Start
+/// each message with `default()`; between calls the buffer may only grow.
+#[derive(Debug, Clone)]
+pub struct Progress<M> {
+    head: Option<(M, usize, Framing)>,
     chunks: Chunks,
+}
+
+impl<M> Default for Progress<M> {
+    fn default() -> Progress<M> {
+        Progress {
+            head: None,
+            chunks: Chunks::default(),
+        }
+    }
+}
+
+/// The progress of [`parse_request_resuming`].
+pub type RequestProgress = Progress<Request>;
+
+/// The progress of [`parse_response_resuming`].
+pub type ResponseProgress = Progress<Response>;
+
+impl<M> Progress<M> {
+    /// The message, once its body is whole: the head from `parse_head` (asked
+    /// once, then kept), the body framed as it says — resuming a chunked one
+    /// where the last call stopped — joined by `with_body`. At `eof` an
+    /// unfinished body is an error.
+    fn resume(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        eof: bool,
+        parse_head: impl FnOnce() -> Result<Option<(M, usize, Framing)>, HttpError>,
+        with_body: impl FnOnce(M, Vec<u8>) -> M,
+    ) -> Result<Parsed<M>, HttpError> {
+        let (pos, framing) = match &self.head {
+            Some((_, pos, framing)) => (*pos, *framing),
+            None => {
+                let Some((head, pos, framing)) = parse_head()? else {
+                    return Ok(Parsed::Partial);
+                };
+                self.chunks = Chunks {
+                    pos,
+                    ..Chunks::default()
+                };
+                self.head = Some((head, pos, framing));
+                (pos, framing)
+            }
+        };
+        let body = match framing {
+            Framing::Chunked => match decode_chunks(buf, &mut self.chunks, limits)? {
+                Some(end) => Some((std::mem::take(&mut self.chunks.body), end)),
+                None if eof => return Err(bad("connection closed before the body was complete")),
+                None => None,
+            },
+            other => read_body(buf, pos, other, limits, eof)?,
+        };
+        Ok(match (body, self.head.take()) {
+            (Some((body, consumed)), Some((head, ..))) => Parsed::Complete {
+                message: with_body(head, body),
+                consumed,
+            },
+            (_, head) => {
+                self.head = head;
+                Parsed::Partial
+            }
+        })
+    }
 }
 
 /// [`parse_request`] for a buffer that grows between calls: the same answers,
@@ -876,35 +938,16 @@ pub fn parse_request_resuming(
     limits: &Limits,
     progress: &mut RequestProgress,
 ) -> Result<Parsed<Request>, HttpError> {
-    let (pos, framing) = match &progress.head {
-        Some((_, pos, framing)) => (*pos, *framing),
-        None => {
-            let Some((head, pos)) = parse_request_head(buf, limits)? else {
-                return Ok(Parsed::Partial);
-            };
-            let framing = framing(&head.headers, head.version, true)?;
-            progress.chunks = Chunks {
-                pos,
-                ..Chunks::default()
-            };
-            progress.head = Some((head, pos, framing));
-            (pos, framing)
-        }
+    let parse_head = || {
+        let Some((head, pos)) = parse_request_head(buf, limits)? else {
+            return Ok(None);
+        };
+        let framing = framing(&head.headers, head.version, true)?;
+        Ok(Some((head, pos, framing)))
     };
-    let body = match framing {
-        Framing::Chunked => decode_chunks(buf, &mut progress.chunks, limits)?
-            .map(|end| (std::mem::take(&mut progress.chunks.body), end)),
-        other => read_body(buf, pos, other, limits, false)?,
-    };
-    Ok(match (body, progress.head.take()) {
-        (Some((body, consumed)), Some((head, ..))) => Parsed::Complete {
-            message: Request { body, ..head },
-            consumed,
-        },
-        (_, head) => {
-            progress.head = head;
-            Parsed::Partial
-        }
+    progress.resume(buf, limits, false, parse_head, |head, body| Request {
+        body,
+        ..head
     })
 }
 
@@ -1044,15 +1087,6 @@ fn response(
     )
 }
 
-/// What [`parse_response_resuming`] learnt of a response still arriving, as
-/// [`RequestProgress`] is for requests. Start each response with
-/// `ResponseProgress::default()`; between calls the buffer may only grow.
-#[derive(Debug, Clone, Default)]
-pub struct ResponseProgress {
-    head: Option<(Response, usize, Framing)>,
-    chunks: Chunks,
-}
-
 /// [`parse_response`] (or, with `eof`, [`parse_response_at_eof`]) for a buffer
 /// that grows between calls, looking only at what arrived since the last
 /// call — so a server that trickles a large chunked body cannot make the
@@ -1068,39 +1102,13 @@ pub fn parse_response_resuming(
     eof: bool,
     progress: &mut ResponseProgress,
 ) -> Result<Parsed<Response>, HttpError> {
-    let (pos, framing) = match &progress.head {
-        Some((_, pos, framing)) => (*pos, *framing),
-        None => {
-            let Some((head, pos, framing)) = response_head(buf, request_method, limits, eof)?
-            else {
-                return Ok(Parsed::Partial);
-            };
-            progress.chunks = Chunks {
-                pos,
-                ..Chunks::default()
-            };
-            progress.head = Some((head, pos, framing));
-            (pos, framing)
-        }
-    };
-    let body = match framing {
-        Framing::Chunked => match decode_chunks(buf, &mut progress.chunks, limits)? {
-            Some(end) => Some((std::mem::take(&mut progress.chunks.body), end)),
-            None if eof => return Err(bad("connection closed before the body was complete")),
-            None => None,
-        },
-        other => read_body(buf, pos, other, limits, eof)?,
-    };
-    Ok(match (body, progress.head.take()) {
-        (Some((body, consumed)), Some((head, ..))) => Parsed::Complete {
-            message: Response { body, ..head },
-            consumed,
-        },
-        (_, head) => {
-            progress.head = head;
-            Parsed::Partial
-        }
-    })
+    progress.resume(
+        buf,
+        limits,
+        eof,
+        || response_head(buf, request_method, limits, eof),
+        |head, body| Response { body, ..head },
+    )
 }
 
 /// The head of the response at the start of `buf` (with an empty body), its
