@@ -112,6 +112,18 @@
 //! drops (and on a loaded machine, where a thread may wait milliseconds to run,
 //! a whole window of them); one that fires too late costs only time.
 //!
+//! Why not measure anyway? The two halves of RFC 6298 come together. Karn's
+//! rule (no sample from a message sent twice) needs the doubling: on a path
+//! whose round trip is longer than the timeout, every message is sent twice,
+//! no sample is ever taken, and only a timeout that doubles until it outlasts
+//! the round trip gets one. And the doubling fights [`Config::give_up`]: tried
+//! here, with the timeout doubling from 10 ms, the in-memory property test
+//! with half the datagrams lost each way gave up within seconds (a message
+//! lost nine times in a row had waited 5 s), where the fixed timeout delivers
+//! every message. TCP lives with the same trade — it is why TCP collapses at
+//! loss rates this channel rides through (`docs/udp.md`) — and pays for it
+//! with minutes of retries where this channel's contract is seconds.
+//!
 //! Two things bound how long anything waits: [`Config::give_up`] (this long
 //! with no progress in one blocking call is [`ErrorKind::TimedOut`]) and
 //! [`Config::max_retransmissions`] per message. So a sender whose receiver is
