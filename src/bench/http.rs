@@ -63,8 +63,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::bench::harness::{
@@ -72,6 +72,7 @@ use crate::bench::harness::{
     write_file,
 };
 use crate::bench::plot::{Chart, Point, Scale, Series};
+use crate::bench::tcp::RawServer;
 use crate::error::{Error, ErrorKind};
 use crate::http::client::{self, ClientConfig, HttpConnection};
 use crate::http::{Headers, Request, Response, Router, Version};
@@ -209,7 +210,7 @@ pub fn requests(options: &BenchOptions) -> Result<Report, Error> {
     let site = Site::create()?;
     let ours = OurHttp::files(&site)?;
     let ours_memory = OurHttp::memory()?;
-    let raw = RawHttp::start()?;
+    let raw = raw_http()?;
     let nginx = match find_tool("nginx").map(|program| Nginx::start(&program, &site)) {
         Some(Ok(nginx)) => Some(nginx),
         Some(Err(e)) => {
@@ -572,54 +573,12 @@ impl OurHttp {
 // --- raw ----------------------------------------------------------------------------
 
 /// The baseline: an HTTP responder written with std alone and as plainly as
-/// possible — an accept loop, a `thread::spawn` per connection running
-/// [`raw_respond`]. Stopped when dropped.
-struct RawHttp {
-    addr: SocketAddr,
-    stopping: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl RawHttp {
-    fn start() -> Result<RawHttp, Error> {
-        let listener = TcpListener::bind(loopback()).map_err(|e| Error::io(Step::Bind, e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::io(Step::Bind, e))?;
-        let stopping = Arc::new(AtomicBool::new(false));
-        let stop = stopping.clone();
-        let answers = Arc::new(RawAnswers::new());
-        let acceptor = thread::Builder::new()
-            .name("bench-raw-http".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let answers = answers.clone();
-                    thread::spawn(move || raw_respond(stream, &answers));
-                }
-            })
-            .map_err(|e| bench_error("start a thread", e))?;
-        Ok(RawHttp {
-            addr,
-            stopping,
-            acceptor: Some(acceptor),
-        })
-    }
-}
-
-impl Drop for RawHttp {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // A connection wakes the blocked accept; it then sees the flag.
-        if TcpStream::connect(self.addr).is_ok()
-            && let Some(acceptor) = self.acceptor.take()
-        {
-            let _ = acceptor.join();
-        }
-    }
+/// possible — the benchmarks' raw accept loop ([`RawServer`]: a
+/// `thread::spawn` per connection) running [`raw_respond`]. Stopped when
+/// dropped.
+fn raw_http() -> Result<RawServer, Error> {
+    let answers = Arc::new(RawAnswers::new());
+    RawServer::start(move |stream| raw_respond(stream, &answers), false)
 }
 
 /// The raw responder's two answers, built once: the same head ours sends.
@@ -1106,7 +1065,7 @@ Transfer/sec:     56.35MB
 
     #[test]
     fn raw_responder_answers_each_head_and_closes_when_asked() {
-        let raw = RawHttp::start().expect("raw starts");
+        let raw = raw_http().expect("raw starts");
         let mut stream = TcpStream::connect(raw.addr).expect("connects");
         let answers = RawAnswers::new();
         // Two pipelined requests, the second asking to close.

@@ -115,14 +115,14 @@ fn bench_config() -> ServeConfig {
 /// The baseline's server: std's `TcpListener`, accepting on a thread of its
 /// own; each connection runs `serve` on a plain `thread::spawn` (or, with
 /// `inline`, on the accepting thread itself). Stopped when dropped.
-struct RawServer {
-    addr: SocketAddr,
+pub(crate) struct RawServer {
+    pub(crate) addr: SocketAddr,
     stopping: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
 }
 
 impl RawServer {
-    fn start(
+    pub(crate) fn start(
         serve: impl Fn(TcpStream) + Send + Sync + 'static,
         inline: bool,
     ) -> Result<RawServer, Error> {
