@@ -85,6 +85,35 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step, in the order they are declared.
+    pub const ALL: [Step; 19] = [
+        Step::Resolve,
+        Step::Socket,
+        Step::Bind,
+        Step::Listen,
+        Step::Accept,
+        Step::Connect,
+        Step::Established,
+        Step::Read,
+        Step::Write,
+        Step::SendTo,
+        Step::RecvFrom,
+        Step::Shutdown,
+        Step::Close,
+        Step::Refuse,
+        Step::Frame,
+        Step::Message,
+        Step::Parse,
+        Step::Serve,
+        Step::Upgrade,
+    ];
+
+    /// The step a printed [`name`](Step::name) stands for: reading a trace
+    /// line back.
+    pub fn named(name: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The step as the seed writes it, for example `"bind()"`.
     pub fn name(self) -> &'static str {
         match self {
@@ -164,5 +193,41 @@ impl Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_is_listed_once_and_reads_back_from_its_name() {
+        for step in Step::ALL {
+            // No wildcard: a new step fails to compile here until it is listed.
+            match step {
+                Step::Resolve
+                | Step::Socket
+                | Step::Bind
+                | Step::Listen
+                | Step::Accept
+                | Step::Connect
+                | Step::Established
+                | Step::Read
+                | Step::Write
+                | Step::SendTo
+                | Step::RecvFrom
+                | Step::Shutdown
+                | Step::Close
+                | Step::Refuse
+                | Step::Frame
+                | Step::Message
+                | Step::Parse
+                | Step::Serve
+                | Step::Upgrade => {}
+            }
+            assert_eq!(Step::named(step.name()), Some(step), "{step:?}");
+            assert_eq!(Step::ALL.iter().filter(|&&s| s == step).count(), 1);
+        }
+        assert_eq!(Step::named("nope()"), None);
     }
 }

@@ -40,29 +40,6 @@ pub const STRACE_CLASSES: &str = "network,close,ioctl,poll,write";
 /// The walkthroughs the map is made of, in reading order.
 pub const WALKS: [&str; 4] = ["tcp", "udp", "http", "push"];
 
-/// Every step, for reading a printed step name back.
-const STEPS: [Step; 19] = [
-    Step::Resolve,
-    Step::Socket,
-    Step::Bind,
-    Step::Listen,
-    Step::Accept,
-    Step::Connect,
-    Step::Established,
-    Step::Read,
-    Step::Write,
-    Step::SendTo,
-    Step::RecvFrom,
-    Step::Shutdown,
-    Step::Close,
-    Step::Refuse,
-    Step::Frame,
-    Step::Message,
-    Step::Parse,
-    Step::Serve,
-    Step::Upgrade,
-];
-
 /// One walkthrough's map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyscallMap {
@@ -592,7 +569,7 @@ fn printed_step(line: &str) -> Option<Printed> {
         words.next();
     }
     let name = words.next()?;
-    let step = STEPS.into_iter().find(|s| s.name() == name)?;
+    let step = Step::named(name)?;
     let socket = words.next()?.strip_prefix('#')?.parse().ok()?;
     let protocol = if rest.contains("udp://") || rest.contains("SOCK_DGRAM") {
         Some(Protocol::Udp)

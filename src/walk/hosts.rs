@@ -524,25 +524,7 @@ fn traced(line: &str) -> Option<(u64, Event)> {
         words.next();
     }
     let name = words.next()?;
-    let step = [
-        Step::Socket,
-        Step::Bind,
-        Step::Listen,
-        Step::Accept,
-        Step::Connect,
-        Step::Established,
-        Step::Read,
-        Step::Write,
-        Step::SendTo,
-        Step::RecvFrom,
-        Step::Shutdown,
-        Step::Close,
-        Step::Refuse,
-        Step::Message,
-        Step::Serve,
-    ]
-    .into_iter()
-    .find(|s| s.name() == name)?;
+    let step = Step::named(name)?;
     let socket: u64 = words.next()?.strip_prefix('#')?.parse().ok()?;
     // What follows the socket: [LOCAL] [<-> PEER] [N bytes] [detail], the
     // parts apart by two spaces.
