@@ -141,40 +141,21 @@ Options:
 /// The options every walkthrough that records its trace takes: the pictures.
 const PICTURE_OPTIONS: &[(&str, &str)] = &[("--svg", "FILE"), ("--mermaid", "FILE")];
 
-const TCP: Spec = Spec {
-    command: "sockstep walk tcp",
-    positionals: &[],
-    switches: &["--slow"],
-    options: PICTURE_OPTIONS,
-};
+/// Every walkthrough takes the same flags: `--slow`, and the pictures.
+const fn walk_spec(command: &'static str) -> Spec {
+    Spec {
+        command,
+        positionals: &[],
+        switches: &["--slow"],
+        options: PICTURE_OPTIONS,
+    }
+}
 
-const UDP: Spec = Spec {
-    command: "sockstep walk udp",
-    positionals: &[],
-    switches: &["--slow"],
-    options: PICTURE_OPTIONS,
-};
-
-const HTTP: Spec = Spec {
-    command: "sockstep walk http",
-    positionals: &[],
-    switches: &["--slow"],
-    options: PICTURE_OPTIONS,
-};
-
-const PUSH: Spec = Spec {
-    command: "sockstep walk push",
-    positionals: &[],
-    switches: &["--slow"],
-    options: PICTURE_OPTIONS,
-};
-
-const HOSTS: Spec = Spec {
-    command: "sockstep walk hosts",
-    positionals: &[],
-    switches: &["--slow"],
-    options: PICTURE_OPTIONS,
-};
+const TCP: Spec = walk_spec("sockstep walk tcp");
+const UDP: Spec = walk_spec("sockstep walk udp");
+const HTTP: Spec = walk_spec("sockstep walk http");
+const PUSH: Spec = walk_spec("sockstep walk push");
+const HOSTS: Spec = walk_spec("sockstep walk hosts");
 
 /// The walkthroughs, in the order the help lists them: the word after `walk`,
 /// its flags, its help, and the command it becomes.
