@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind};
 use crate::http::files::StaticDir;
 use crate::http::wire::{
-    Headers, HttpError, Limits, Parsed, Request, RequestProgress, Response, Version, parse_request,
+    Headers, HttpError, Limits, Parsed, Request, RequestProgress, Response, Version,
     parse_request_head, parse_request_resuming, status_text,
 };
 use crate::step::Step;
@@ -530,7 +530,7 @@ fn read_request(
             let (blank_line, line_ended, limit_crossed) = news(buf, looked, &config.limits);
             looked = buf.len();
             if !head_seen && blank_line {
-                match parse_request(buf, &config.limits) {
+                match parse_request_resuming(buf, &config.limits, &mut progress) {
                     Err(e) => return Ok(refused(&e)),
                     Ok(Parsed::Complete { message, consumed }) if !expects_continue(&message) => {
                         note_head(conn, &message);

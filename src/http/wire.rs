@@ -674,24 +674,6 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpError> {
     }
 }
 
-/// Decodes a chunked body starting at `pos`. `Ok(None)`: need more bytes.
-///
-/// The limit is checked against each announced size before its data is waited
-/// for, so a body that would grow past `max_body` is refused as soon as it says so.
-/// The framing around the data (size lines, extensions, CRLFs) may not exceed
-/// `max_body` either, which bounds the whole body on the wire to about twice it.
-fn decode_chunked(
-    buf: &[u8],
-    pos: usize,
-    limits: &Limits,
-) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
-    let mut chunks = Chunks {
-        pos,
-        ..Chunks::default()
-    };
-    Ok(decode_chunks(buf, &mut chunks, limits)?.map(|end| (chunks.body, end)))
-}
-
 /// A chunked body decoded as far as its last whole chunk: where the next
 /// chunk starts, the data so far, and the bytes of framing so far. Kept
 /// between calls by [`RequestProgress`], so that each call decodes only
@@ -708,6 +690,11 @@ struct Chunks {
 /// Decodes chunks from `chunks.pos` on, keeping each whole chunk in `chunks`;
 /// the body's end once the last chunk and the trailers are there. `Ok(None)`:
 /// need more bytes.
+///
+/// The limit is checked against each announced size before its data is waited
+/// for, so a body that would grow past `max_body` is refused as soon as it says so.
+/// The framing around the data (size lines, extensions, CRLFs) may not exceed
+/// `max_body` either, which bounds the whole body on the wire to about twice it.
 fn decode_chunks(
     buf: &[u8],
     chunks: &mut Chunks,
@@ -757,14 +744,16 @@ fn decode_chunks(
     }
 }
 
-/// The body from `pos` on, framed as `framing`. `Ok(None)`: need more bytes.
-/// At `eof` there are no more bytes: an unfinished body is an error.
+/// The body from `pos` on, framed as `framing`, and where it ends. `Ok(None)`:
+/// need more bytes. At `eof` there are no more bytes: an unfinished body is an
+/// error. A chunked body resumes from `chunks` (see [`Progress`]).
 fn read_body(
     buf: &[u8],
     pos: usize,
     framing: Framing,
     limits: &Limits,
     eof: bool,
+    chunks: &mut Chunks,
 ) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
     let body = match framing {
         Framing::NoBody => Some((Vec::new(), pos)),
@@ -775,7 +764,9 @@ fn read_body(
             };
             buf.get(pos..pos + n).map(|b| (b.to_vec(), pos + n))
         }
-        Framing::Chunked => decode_chunked(buf, pos, limits)?,
+        Framing::Chunked => {
+            decode_chunks(buf, chunks, limits)?.map(|end| (std::mem::take(&mut chunks.body), end))
+        }
         Framing::UntilClose => {
             if buf.len() - pos > limits.max_body {
                 return Err(too_large());
@@ -820,17 +811,7 @@ fn read_body(
 /// head over `limits`, 501 for transfer codings we do not implement, 505 for
 /// an HTTP version other than 1.0 and 1.1. The [module docs](self) list the rules.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request>, HttpError> {
-    let Some((head, pos)) = parse_request_head(buf, limits)? else {
-        return Ok(Parsed::Partial);
-    };
-    let framing = framing(&head.headers, head.version, true)?;
-    Ok(match read_body(buf, pos, framing, limits, false)? {
-        None => Parsed::Partial,
-        Some((body, consumed)) => Parsed::Complete {
-            message: Request { body, ..head },
-            consumed,
-        },
-    })
+    parse_request_resuming(buf, limits, &mut RequestProgress::default())
 }
 
 /// What a resuming parser learnt of a message still arriving: its head, once
@@ -884,14 +865,7 @@ impl<M> Progress<M> {
                 (pos, framing)
             }
         };
-        let body = match framing {
-            Framing::Chunked => match decode_chunks(buf, &mut self.chunks, limits)? {
-                Some(end) => Some((std::mem::take(&mut self.chunks.body), end)),
-                None if eof => return Err(bad("connection closed before the body was complete")),
-                None => None,
-            },
-            other => read_body(buf, pos, other, limits, eof)?,
-        };
+        let body = read_body(buf, pos, framing, limits, eof, &mut self.chunks)?;
         Ok(match (body, self.head.take()) {
             (Some((body, consumed)), Some((head, ..))) => Parsed::Complete {
                 message: with_body(head, body),
